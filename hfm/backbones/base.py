@@ -1,0 +1,123 @@
+"""One interface over every backbone: image batch in, pooled embedding out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hfm.backbones.spec import BackboneSpec
+from hfm.backbones.transforms import ImageTransform
+
+
+class Backbone(nn.Module):
+    """A pretrained foundation model wrapped to one interface.
+
+    ``backbone(images)`` returns the pooled embedding ``[B, spec.embed_dim]`` exactly as the spec says;
+    ``backbone.tokens(images)`` returns the final (normalised) token sequence ``[B, T, width]`` including the
+    class and register tokens; ``backbone.transform`` turns one PIL image or array into the normalised tensor.
+
+    Attributes:
+        model: The library's own module (a timm ``VisionTransformer``, a transformers ``Dinov2Model``, an
+            open_clip visual tower). Tuners reach into it (LoRA targets, VPT blocks).
+        spec: The backbone spec.
+        family: ``timm``, ``transformers`` or ``open_clip``: how tokens are read from ``model``.
+        revision: The commit actually loaded (``None`` only for plain local folders).
+        is_twin: Whether this is a tiny random-weight twin.
+        source_path: The local snapshot folder the weights came from.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: BackboneSpec,
+        *,
+        family: str,
+        revision: str | None = None,
+        is_twin: bool = False,
+        source_path: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self.family = family
+        self.revision = revision
+        self.is_twin = is_twin
+        self.source_path = source_path
+        self.transform = ImageTransform.from_spec(spec)
+
+    # -- token access -------------------------------------------------------------------------------------
+    def tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The final token sequence ``[B, T, width]`` (prefix tokens first)."""
+        if self.family == "timm":
+            out = self.model.forward_features(images)
+        elif self.family == "transformers":
+            out = self.model(pixel_values=images).last_hidden_state
+        elif self.family == "open_clip":
+            trunk = getattr(self.model, "trunk", None)
+            if trunk is None or not hasattr(trunk, "forward_features"):
+                raise NotImplementedError(
+                    f"backbone {self.spec.name!r}: token access needs an open_clip tower with a timm trunk"
+                )
+            out = trunk.forward_features(images)
+        else:  # pragma: no cover - guarded at construction by the loaders
+            raise ValueError(f"unknown backbone family {self.family!r}")
+        if out.ndim == 4:  # convolutional feature map [B, C, H, W] -> tokens
+            out = out.flatten(2).transpose(1, 2)
+        return out
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Pool a token sequence as the spec says (``cls``, ``mean``, ``cls+mean``)."""
+        n_prefix = self.spec.num_prefix_tokens
+        pooling = self.spec.pooling
+        if pooling == "cls":
+            return tokens[:, 0]
+        patches = tokens[:, n_prefix:]
+        if pooling == "mean":
+            return patches.mean(dim=1)
+        if pooling == "cls+mean":
+            return torch.cat([tokens[:, 0], patches.mean(dim=1)], dim=-1)
+        raise ValueError(f"pooling {pooling!r} is not computed from tokens; call the backbone instead")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled embeddings ``[B, spec.embed_dim]``."""
+        if self.spec.pooling == "pooler":
+            return self._pooler(images)
+        return self.pool(self.tokens(images))
+
+    def _pooler(self, images: torch.Tensor) -> torch.Tensor:
+        if self.family == "transformers":
+            out = self.model(pixel_values=images)
+            pooled = getattr(out, "pooler_output", None)
+            if pooled is None:
+                raise ValueError(f"backbone {self.spec.name!r} has no pooler output; use pooling 'cls' or 'mean'")
+            return pooled
+        if self.family == "open_clip":
+            return self.model(images)
+        if self.family == "timm":
+            return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+        raise ValueError(f"unknown backbone family {self.family!r}")
+
+    # -- facts --------------------------------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        return self.spec.embed_dim
+
+    @property
+    def width(self) -> int:
+        """Width of one token (``embed_dim`` halved for ``cls+mean``)."""
+        return self.spec.embed_dim // 2 if self.spec.pooling == "cls+mean" else self.spec.embed_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def describe(self) -> dict[str, Any]:
+        """What to record about this backbone in run folders and adapters."""
+        return {
+            "spec": self.spec.to_dict(),
+            "resolved_revision": self.revision,
+            "twin": self.is_twin,
+        }
