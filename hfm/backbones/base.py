@@ -27,6 +27,8 @@ class Backbone(nn.Module):
         revision: The commit actually loaded (``None`` only for plain local folders).
         is_twin: Whether this is a tiny random-weight twin.
         source_path: The local snapshot folder the weights came from.
+        width: Width of one token of ``tokens()`` (differs from ``embed_dim`` for ``cls+mean`` and for a
+            projected ``pooler`` embedding such as CLIP's).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class Backbone(nn.Module):
         revision: str | None = None,
         is_twin: bool = False,
         source_path: Path | None = None,
+        token_width: int | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -46,15 +49,17 @@ class Backbone(nn.Module):
         self.revision = revision
         self.is_twin = is_twin
         self.source_path = source_path
+        self._token_width = token_width
         self.transform = ImageTransform.from_spec(spec)
 
     # -- token access -------------------------------------------------------------------------------------
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """The final token sequence ``[B, T, width]`` (prefix tokens first)."""
+        model: Any = self.model
         if self.family == "timm":
-            out = self.model.forward_features(images)
+            out = model.forward_features(images)
         elif self.family == "transformers":
-            out = self.model(pixel_values=images).last_hidden_state
+            out = model(pixel_values=images).last_hidden_state
         elif self.family == "open_clip":
             trunk = getattr(self.model, "trunk", None)
             if trunk is None or not hasattr(trunk, "forward_features"):
@@ -92,12 +97,15 @@ class Backbone(nn.Module):
             out = self.model(pixel_values=images)
             pooled = getattr(out, "pooler_output", None)
             if pooled is None:
-                raise ValueError(f"backbone {self.spec.name!r} has no pooler output; use pooling 'cls' or 'mean'")
+                raise ValueError(
+                    f"backbone {self.spec.name!r} has no pooler output; use pooling 'cls' or 'mean'"
+                )
             return pooled
         if self.family == "open_clip":
             return self.model(images)
         if self.family == "timm":
-            return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+            model: Any = self.model
+            return model.forward_head(model.forward_features(images), pre_logits=True)
         raise ValueError(f"unknown backbone family {self.family!r}")
 
     # -- facts --------------------------------------------------------------------------------------------
@@ -107,7 +115,9 @@ class Backbone(nn.Module):
 
     @property
     def width(self) -> int:
-        """Width of one token (``embed_dim`` halved for ``cls+mean``)."""
+        """Width of one token (as measured on load; else ``embed_dim``, halved for ``cls+mean``)."""
+        if self._token_width is not None:
+            return self._token_width
         return self.spec.embed_dim // 2 if self.spec.pooling == "cls+mean" else self.spec.embed_dim
 
     @property

@@ -43,10 +43,10 @@ def to_uint8_rgb(image: Any) -> np.ndarray:
         raise ValueError(f"expected a grey, RGB or RGBA image, got an array of shape {array.shape}")
     if array.ndim == 3 and array.shape[-1] == 4:
         array = array[..., :3]
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
     if array.dtype != np.uint8:
         array = array.astype(np.float64)
-        if array.dtype.kind == "b":
-            array = array * 255.0
         low, high = float(np.nanmin(array)), float(np.nanmax(array))
         scale = 255.0 / (high - low) if high > low else 0.0
         array = np.clip((array - low) * scale, 0, 255).round().astype(np.uint8)

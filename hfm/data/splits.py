@@ -42,13 +42,12 @@ class Subset:
         return self.reader(i)
 
     def take(self, indices: Sequence[int]) -> Subset:
-        """A subset of this subset, by position."""
+        """A subset of this subset, by position (picklable, so it can feed DataLoader workers)."""
         idx = [int(i) for i in indices]
-        reader = self.reader
         return Subset(
             ids=[self.ids[i] for i in idx],
             labels=self.labels[idx] if idx else np.zeros(0, dtype=np.int64),
-            reader=lambda j: reader(idx[j]),
+            reader=_TakeReader(self.reader, idx),
             groups=None if self.groups is None else [self.groups[i] for i in idx],
         )
 
@@ -58,6 +57,17 @@ class Subset:
         for example_id, label in zip(self.ids, self.labels.tolist(), strict=True):
             h.update(f"{example_id}\t{label}\n".encode())
         return h.hexdigest()
+
+
+class _TakeReader:
+    """Reads image ``j`` of a taken subset as image ``indices[j]`` of its parent (a class, so it pickles)."""
+
+    def __init__(self, reader: Callable[[int], Any], indices: list[int]) -> None:
+        self.reader = reader
+        self.indices = indices
+
+    def __call__(self, j: int) -> Any:
+        return self.reader(self.indices[j])
 
 
 @dataclass
@@ -94,6 +104,14 @@ class Splits:
             "test": self.test.fingerprint(),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def heldout_groups(self) -> set[str]:
+        """Groups (patients, slides) that appear in val or test: never allowed into a few-shot episode."""
+        held: set[str] = set()
+        for subset in (self.val, self.test):
+            if subset.groups is not None:
+                held.update(subset.groups)
+        return held
 
     def split(self, name: str) -> Subset:
         if name not in ("train", "val", "test"):

@@ -1,0 +1,343 @@
+"""Tiny random-weight twins of catalog backbones, written to disk in Hugging Face Hub cache layout.
+
+A twin has the same library, model class, special kwargs (``init_values``, ``mlp_layer``, register tokens,
+``dynamic_img_size`` ...), pooling and token layout as its real model, scaled down to width <= 64, depth <= 2
+and a 32-64 px input. It is written as ``models--ORG--NAME/snapshots/<commit>/`` with ``refs/main`` under
+``$HFM_CACHE/twins`` and then loaded through the same resolve-snapshot-then-build path as the real model, so
+tests and offline demos exercise the real loading code. Twins are deterministic: the weights come from a seed
+derived from the spec, and the fake commit hash from the twin's recipe.
+
+``spec.twin`` holds per-entry overrides merged over the per-family defaults below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hfm.backbones.errors import BackboneLoadError
+from hfm.backbones.loaders.common import json_kwargs, resolve_kwargs
+from hfm.backbones.spec import BackboneSpec
+
+TWIN_FORMAT = 1
+TIMM_DEFAULTS: dict[str, Any] = {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size": 8}
+TRANSFORMERS_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "image_size": 32,
+    "patch_size": 8,
+}
+# SAM's image encoder: windowed attention with one global block and a small neck.
+SAM_VISION_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "mlp_dim": 128,
+    "image_size": 64,
+    "patch_size": 8,
+    "output_channels": 32,
+    "window_size": 4,
+    "global_attn_indexes": [1],
+}
+# open_clip: flat keys shrink the timm trunk; ``proj_dim`` is the projected CLIP embedding size.
+OPEN_CLIP_DEFAULTS: dict[str, Any] = {**TIMM_DEFAULTS, "proj_dim": 32}
+
+
+def twin_cache_dir() -> Path:
+    """Where twins live: ``$HFM_CACHE/twins`` (read at call time), default ``~/.cache/hfm/twins``."""
+    root = os.environ.get("HFM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hfm"
+    )
+    return Path(root).expanduser() / "twins"
+
+
+def twin_overrides(spec: BackboneSpec) -> dict[str, Any]:
+    """The family defaults with the entry's ``spec.twin`` merged over them."""
+    if spec.loader == "timm":
+        return {**TIMM_DEFAULTS, **spec.twin}
+    if spec.loader == "open_clip":
+        return {**OPEN_CLIP_DEFAULTS, **spec.twin}
+    if spec.architecture == "sam":
+        vision = {**SAM_VISION_DEFAULTS, **spec.twin.get("vision_config", {})}
+        flat = {k: v for k, v in spec.twin.items() if k != "vision_config"}
+        vision.update(flat)
+        return {"vision_config": vision}
+    return {**TRANSFORMERS_DEFAULTS, **spec.twin}
+
+
+def twin_commit(spec: BackboneSpec, repo_id: str | None = None) -> str:
+    """A deterministic fake 40-hex commit naming this twin's recipe."""
+    recipe = {
+        "format": TWIN_FORMAT,
+        "repo_id": repo_id or spec.hub_id,
+        "loader": spec.loader,
+        "architecture": spec.architecture,
+        "loader_kwargs": json_kwargs(dict(spec.loader_kwargs)),
+        "num_prefix_tokens": spec.num_prefix_tokens,
+        "pooling": spec.pooling,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "twin": twin_overrides(spec),
+    }
+    return hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _seed(spec: BackboneSpec) -> int:
+    return int(hashlib.sha256(spec.name.encode()).hexdigest()[:8], 16)
+
+
+def twin_input_size(spec: BackboneSpec) -> int:
+    """The twin's square input size."""
+    over = twin_overrides(spec)
+    if spec.loader in ("timm", "open_clip"):
+        size = over.get("img_size", 32)
+    elif "vision_config" in over:
+        size = over["vision_config"]["image_size"]
+    else:
+        size = over.get("image_size", 32)
+    return int(size if isinstance(size, int) else size[0])
+
+
+def twin_spec(spec: BackboneSpec, width: int) -> BackboneSpec:
+    """The entry's spec with the twin's embedding size and input size."""
+    if spec.pooling == "pooler" and spec.loader == "open_clip":
+        embed = int(twin_overrides(spec)["proj_dim"])
+    else:
+        embed = 2 * width if spec.pooling == "cls+mean" else width
+    return spec.replace(embed_dim=embed, input_size=twin_input_size(spec), params_m=None, revision=None)
+
+
+def twin_args(spec: BackboneSpec, folder: Path) -> dict[str, Any]:
+    """The architecture arguments the twin in ``folder`` was built with."""
+    if spec.loader == "timm":
+        return dict(json.loads((folder / "config.json").read_text()).get("model_args", {}))
+    if spec.loader == "open_clip":
+        from hfm.backbones.loaders.clip_loader import TRUNK_KWARGS_KEY, read_clip_config
+
+        return dict(read_clip_config(folder)[0].get("vision_cfg", {}).get(TRUNK_KWARGS_KEY, {}))
+    return twin_overrides(spec)
+
+
+def twin_build_spec(spec: BackboneSpec, folder: Path) -> BackboneSpec:
+    """The spec to build the twin with: loader kwargs that the twin shrinks take the twin's values.
+
+    Catalog kwargs such as ``embed_dim=1536`` or ``img_size=224`` repeat the real repo's config and would
+    otherwise override the twin's own config, exactly as they override the real one.
+    """
+    args = twin_args(spec, folder)
+    kwargs = {key: args.get(key, value) for key, value in spec.loader_kwargs.items()}
+    return spec.replace(loader_kwargs=kwargs)
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+def write_twin(spec: BackboneSpec, cache_dir: Path | None = None, *, repo_id: str | None = None) -> Path:
+    """Write the twin of ``spec`` into a Hub-layout cache (idempotent) and return its snapshot folder.
+
+    Args:
+        spec: The catalog entry to twin.
+        cache_dir: A Hub-layout cache root (default :func:`twin_cache_dir`; tests also use ``HF_HUB_CACHE``).
+        repo_id: Write under another repo id than ``spec.hub_id`` (e.g. to fake a cached Hub model).
+    """
+    repo = repo_id or spec.hub_id
+    root = (cache_dir or twin_cache_dir()) / ("models--" + repo.replace("/", "--"))
+    commit = twin_commit(spec, repo)
+    snapshot = root / "snapshots" / commit
+    if not (snapshot / ".hfm_twin_complete").is_file():
+        root.joinpath("snapshots").mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-twin-", dir=root))
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_seed(spec))
+                _WRITERS[spec.loader](spec, tmp)
+            (tmp / ".hfm_twin_complete").write_text(f"twin of {spec.name}\n")
+            if snapshot.exists():  # an incomplete earlier attempt
+                shutil.rmtree(snapshot)
+            try:
+                os.replace(tmp, snapshot)
+            except OSError:  # another process won the race with an identical twin
+                if not (snapshot / ".hfm_twin_complete").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    refs = root / "refs"
+    refs.mkdir(exist_ok=True)
+    ref = refs / "main"
+    if not ref.is_file() or ref.read_text().strip() != commit:
+        ref.write_text(commit)
+    return snapshot
+
+
+def _even_mlp_ratio(kwargs: dict[str, Any], width: int) -> None:
+    """Gated MLPs (SwiGLU) split the hidden layer in two halves: keep it even at the twin's width."""
+    ratio = kwargs.get("mlp_ratio")
+    if ratio is None:
+        return
+    hidden = int(width * float(ratio))
+    if hidden % 2:
+        kwargs["mlp_ratio"] = (hidden + 1) / width
+
+
+def _timm_twin_model(spec: BackboneSpec, args: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the shrunken timm model and return it with the final (JSON-able) model args."""
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+
+    args = dict(args)
+    extra = resolve_kwargs(dict(spec.loader_kwargs))
+    if "mlp_ratio" not in args and "mlp_ratio" in extra:
+        args["mlp_ratio"] = extra.pop("mlp_ratio")
+    _even_mlp_ratio(args, int(args.get("embed_dim", 64)))
+    kwargs = {**extra, **args}
+    kwargs.setdefault("num_classes", 0)
+    try:
+        model = timm.create_model(spec.architecture, pretrained=False, **kwargs)
+    except AssertionError:
+        # The architecture's own MLP ratio gives an odd gated (SwiGLU) hidden size at the twin's width.
+        args["mlp_ratio"] = kwargs["mlp_ratio"] = 4.0
+        model = timm.create_model(spec.architecture, pretrained=False, **kwargs)
+    want_reg = spec.num_prefix_tokens - 1
+    if (
+        isinstance(model, VisionTransformer)
+        and int(getattr(model, "num_prefix_tokens", 1)) != spec.num_prefix_tokens
+        and "reg_tokens" not in kwargs
+        and want_reg > 0
+    ):
+        # The real repo's config.json carries reg_tokens; the twin takes the layout from the spec.
+        args["reg_tokens"] = want_reg
+        model = timm.create_model(spec.architecture, pretrained=False, **{**kwargs, "reg_tokens": want_reg})
+    return model, args
+
+
+def _save_timm(model: nn.Module, spec: BackboneSpec, folder: Path, args: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    size = int(args.get("img_size", 32))
+    config = {
+        "architecture": spec.architecture,
+        "num_classes": 0,
+        "num_features": int(getattr(model, "num_features", args.get("embed_dim", 64))),
+        "global_pool": str(getattr(model, "global_pool", "token")),
+        # Like a Hub config, model_args hold every JSON-able argument the model was built with.
+        "model_args": {**json_kwargs(dict(spec.loader_kwargs)), **json_kwargs(args)},
+        "pretrained_cfg": {
+            "input_size": [3, size, size],
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "interpolation": spec.interpolation,
+            "crop_pct": spec.crop_pct,
+            "num_classes": 0,
+            "classifier": "head",
+            "fixed_input_size": not bool(
+                args.get("dynamic_img_size") or spec.loader_kwargs.get("dynamic_img_size")
+            ),
+        },
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+
+
+def _write_timm(spec: BackboneSpec, folder: Path) -> None:
+    model, args = _timm_twin_model(spec, twin_overrides(spec))
+    _save_timm(model, spec, folder, args)
+
+
+def _write_transformers(spec: BackboneSpec, folder: Path) -> None:
+    import transformers
+
+    over = twin_overrides(spec)
+    if spec.architecture == "sam":
+        config = transformers.AutoConfig.for_model(
+            "sam",
+            vision_config=over["vision_config"],
+            prompt_encoder_config={"hidden_size": over["vision_config"]["output_channels"]},
+            mask_decoder_config={
+                "hidden_size": over["vision_config"]["output_channels"],
+                "mlp_dim": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "iou_head_hidden_dim": 32,
+            },
+        )
+        model: nn.Module = transformers.SamModel(config)  # type: ignore[arg-type]
+        size = int(over["vision_config"]["image_size"])
+    else:
+        try:
+            config = transformers.AutoConfig.for_model(spec.architecture, **over)
+        except ValueError as err:
+            raise BackboneLoadError(
+                f"{spec.name}: no transformers config class for {spec.architecture!r}"
+            ) from err
+        # Model-init kwargs (e.g. ``add_pooling_layer=False``) shape the twin's weights like the real ones.
+        init_kwargs = {
+            k: v for k, v in resolve_kwargs(dict(spec.loader_kwargs)).items() if not hasattr(config, k)
+        }
+        model = transformers.AutoModel.from_config(config, **init_kwargs)
+        size = int(over.get("image_size", 32))
+    model.save_pretrained(str(folder))  # type: ignore[operator]
+    preprocessor = {
+        "do_resize": True,
+        "size": {"height": size, "width": size},
+        "do_center_crop": False,
+        "do_normalize": True,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "image_mean": list(spec.mean),
+        "image_std": list(spec.std),
+        "resample": {"nearest": 0, "bilinear": 2, "bicubic": 3}.get(spec.interpolation, 3),
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+
+
+def _write_open_clip(spec: BackboneSpec, folder: Path) -> None:
+    from open_clip.model import _build_vision_tower
+    from safetensors.torch import save_file
+
+    from hfm.backbones.loaders.clip_loader import TRUNK_KWARGS_KEY, _extra_timm_kwargs
+
+    over = twin_overrides(spec)
+    trunk_args = {k: v for k, v in over.items() if k not in ("proj_dim", "timm_pool", "timm_proj")}
+    # Resolve register tokens and the MLP ratio exactly as for timm twins.
+    _, trunk_args = _timm_twin_model(spec, trunk_args)
+    trunk_args = json_kwargs(trunk_args)
+    size = int(over.get("img_size", 32))
+    vision_cfg = {
+        "timm_model_name": spec.architecture,
+        "timm_model_pretrained": False,
+        "timm_pool": over.get("timm_pool", ""),
+        "timm_proj": over.get("timm_proj", "linear"),
+        "image_size": size,
+        TRUNK_KWARGS_KEY: trunk_args,
+    }
+    model_cfg = {
+        "embed_dim": int(over["proj_dim"]),
+        "vision_cfg": vision_cfg,
+        # A tiny built-in text tower: a twin never needs a tokenizer from the Hub.
+        "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+    }
+    plain_cfg = {k: v for k, v in vision_cfg.items() if k != TRUNK_KWARGS_KEY}
+    with _extra_timm_kwargs(resolve_kwargs({**dict(spec.loader_kwargs), **trunk_args})):
+        visual = _build_vision_tower(int(over["proj_dim"]), plain_cfg)
+    config = {
+        "model_cfg": model_cfg,
+        "preprocess_cfg": {
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "interpolation": spec.interpolation,
+        },
+    }
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    state = {f"visual.{k}": v.contiguous() for k, v in visual.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+
+
+_WRITERS = {"timm": _write_timm, "transformers": _write_transformers, "open_clip": _write_open_clip}

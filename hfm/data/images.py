@@ -1,0 +1,98 @@
+"""Reading images from files and arrays, and screening out corrupt ones before splits are made.
+
+Readers are small classes (not lambdas) so a :class:`~hfm.data.splits.Subset` pickles into DataLoader
+workers. Ids are always paths relative to the source root: absolute paths never leave this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from hfm.errors import DataError
+
+Opener = Callable[[Path], Any]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode an image file fully (so truncation is found now, not in a worker) and close it."""
+    with Image.open(path) as image:
+        image.load()
+        return image
+
+
+class FileReader:
+    """``reader(i)`` decodes file ``relpaths[i]`` under ``root``; failures name the file in one line."""
+
+    def __init__(self, root: Path, relpaths: Sequence[str], opener: Opener = open_image) -> None:
+        self.root = Path(root)
+        self.relpaths = list(relpaths)
+        self.opener = opener
+
+    def __call__(self, i: int) -> Any:
+        relpath = self.relpaths[i]
+        try:
+            return self.opener(self.root / relpath)
+        except DataError as err:
+            raise DataError(f"{relpath}: {err}") from None
+        except FileNotFoundError:
+            raise DataError(f"{relpath}: file not found under {self.root}") from None
+        except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file
+            raise DataError(f"{relpath}: cannot read image ({_reason(err)})") from None
+
+
+class ArrayReader:
+    """``reader(i)`` returns ``array[i]`` (an in-memory or memory-mapped image stack)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __call__(self, i: int) -> np.ndarray:
+        return np.asarray(self.array[i])
+
+
+def screen_files(
+    root: Path,
+    relpaths: Sequence[str],
+    *,
+    on_error: str,
+    opener: Opener = open_image,
+    desc: str = "checking images",
+) -> tuple[list[int], list[str]]:
+    """Decode every file once; return the indices that read and the relative paths that did not.
+
+    With ``on_error="raise"`` the first bad file stops loading with its name; with ``"skip"`` the bad
+    files are dropped (the caller reports their count in ``Splits.split_info``).
+    """
+    kept: list[int] = []
+    skipped: list[str] = []
+    for i, relpath in enumerate(tqdm(relpaths, desc=desc, leave=False, disable=len(relpaths) < 200)):
+        path = Path(root) / relpath
+        if not path.is_file():
+            raise DataError(f"{relpath}: file not found under {root} (check the path column or folder)")
+        try:
+            opener(path)
+        except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file
+            if on_error == "raise" and isinstance(err, DataError):
+                raise DataError(f"{relpath}: {err}") from None
+            if on_error == "raise":
+                raise DataError(
+                    f"{relpath}: corrupt or unreadable image ({_reason(err)}); fix or remove it, "
+                    "or set on_error: skip"
+                ) from None
+            skipped.append(relpath)
+            continue
+        kept.append(i)
+    return kept, skipped
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:160]

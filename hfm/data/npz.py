@@ -1,0 +1,115 @@
+"""MedMNIST-layout ``.npz`` files: ``{split}_images``, ``{split}_labels``, optional groups and class names."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hfm.data.images import ArrayReader
+from hfm.data.splits import Subset
+from hfm.errors import DataError
+
+if TYPE_CHECKING:
+    from hfm.data.load import Raw
+    from hfm.data.sources import NpzSource
+
+SPLITS = ("train", "val", "test")
+
+
+def load_npz(config: NpzSource) -> Raw:
+    """Read every split the file has; labels ``(N,)`` or ``(N, 1)``; ids are ``split/index``."""
+    from hfm.data.load import Raw
+
+    if config.path is not None:
+        path = Path(config.path).expanduser()
+        where = str(config.path)
+        default_classes: list[str] | None = None
+    else:
+        from hfm.hub.data_fetch import fetch_medmnist, medmnist_classes
+
+        assert config.name is not None  # guaranteed by the source model
+        path = fetch_medmnist(config.name, config.size)
+        where = f"MedMNIST {config.name} ({config.size}px)"
+        default_classes = medmnist_classes(config.name)
+    arrays = _read(path, where)
+    present = [split for split in SPLITS if f"{split}_images" in arrays]
+    if "train" not in present:
+        keys = ", ".join(sorted(arrays)) or "none"
+        raise DataError(f"{where}: no 'train_images' array (MedMNIST layout expected; arrays found: {keys})")
+    parts: dict[str, Subset] = {}
+    max_label = 0
+    for split in present:
+        images = arrays[f"{split}_images"]
+        labels = _labels(arrays, split, where)
+        if images.ndim not in (3, 4):
+            raise DataError(
+                f"{where}: {split}_images has shape {images.shape}; expected (N, H, W) or (N, H, W, C)"
+            )
+        if len(images) != len(labels):
+            raise DataError(
+                f"{where}: {split}_images has {len(images)} images but {split}_labels has {len(labels)}"
+            )
+        groups = None
+        if config.group_key is not None:
+            key = f"{split}_{config.group_key}"
+            if key not in arrays:
+                raise DataError(f"{where}: group_key {config.group_key!r} but no array {key!r} in the file")
+            groups = [str(g) for g in arrays[key].reshape(-1).tolist()]
+            if len(groups) != len(labels):
+                raise DataError(
+                    f"{where}: {key} has {len(groups)} entries but {split}_labels has {len(labels)}"
+                )
+        if len(labels):
+            max_label = max(max_label, int(labels.max()))
+        parts[split] = Subset(
+            ids=[f"{split}/{i}" for i in range(len(labels))],
+            labels=labels,
+            reader=ArrayReader(images),
+            groups=groups,
+        )
+    classes = _classes(config.classes, arrays, default_classes, max_label)
+    return Raw(parts=parts, classes=classes, where=where)
+
+
+def _read(path: Path, where: str) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{where}: file not found (check 'path')")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise DataError(f"{where}: not a readable .npz file ({str(err)[:120]})") from None
+
+
+def _labels(arrays: dict[str, np.ndarray], split: str, where: str) -> np.ndarray:
+    key = f"{split}_labels"
+    if key not in arrays:
+        raise DataError(f"{where}: {split}_images has no matching {key!r} array")
+    labels = arrays[key]
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(
+            f"{where}: {key} has shape {labels.shape}; hfm needs one class per image ((N,) or (N, 1)), "
+            "multi-label sets are not supported"
+        )
+    if labels.dtype.kind not in "iub":
+        raise DataError(f"{where}: {key} must hold integer class indices, got dtype {labels.dtype}")
+    if len(labels) and labels.min() < 0:
+        raise DataError(f"{where}: {key} has negative label {int(labels.min())}")
+    return labels.astype(np.int64)
+
+
+def _classes(
+    given: list[str] | None, arrays: dict[str, Any], default: list[str] | None, max_label: int
+) -> list[str]:
+    if given is not None:
+        return list(given)
+    if "classes" in arrays:
+        return [str(name) for name in arrays["classes"].reshape(-1).tolist()]
+    if default is not None:
+        return default
+    return [str(i) for i in range(max_label + 1)]
