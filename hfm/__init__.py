@@ -18,8 +18,8 @@ _EXPORTS = {
     "get_tuner": "hfm.tuners",
     "load_adapter": "hfm.adapter",
     "run": "hfm.runner",
-    "push": "hfm.hub",
-    "pull": "hfm.hub",
+    "push": "hfm.hub.push",
+    "pull": "hfm.hub.pull",
     "HfmError": "hfm.errors",
 }
 

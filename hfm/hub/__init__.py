@@ -1,6 +1,7 @@
 """The only part of hfm that talks to the network: downloads, pushes, pulls and model cards.
 
-Public functions are imported lazily so that ``import hfm.hub`` stays cheap.
+Public functions are imported lazily so that ``import hfm.hub`` stays cheap. ``hfm.push`` and ``hfm.pull`` are
+the publishing functions (``hfm.hub.push`` and ``hfm.hub.pull`` are their modules).
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    "push": "hfm.hub.push",
-    "pull": "hfm.hub.pull",
     "render_card": "hfm.hub.cards",
     "resolve_snapshot": "hfm.hub.download",
 }

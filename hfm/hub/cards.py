@@ -1,0 +1,325 @@
+"""Model cards for adapters: metadata and text rendered from ``model_cards/adapter.md``.
+
+The YAML header is built by huggingface_hub's :class:`~huggingface_hub.ModelCardData` (``model-index`` from
+:class:`~huggingface_hub.EvalResult`), never by string concatenation; the body is a Jinja2 template.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hfm.errors import HubError
+from hfm.hub.folders import Publication, inspect_folder, split_metrics
+from hfm.hub.licenses import card_license, policy_for
+from hfm.hub.safety import redact_paths
+
+# ``hfm/_data/model_cards`` links to the top-level ``model_cards/`` in a checkout and is a copy in a wheel.
+TEMPLATE = Path(__file__).resolve().parents[1] / "_data" / "model_cards" / "adapter.md"
+DEFAULT_INTENDED_USE = (
+    "Research use only: studying few-shot adaptation of health foundation models. Not a medical device; "
+    "not for diagnosis, treatment or any clinical decision."
+)
+DEFAULT_OUT_OF_SCOPE = (
+    "clinical use, diagnosis or triage of patients; use on data unlike the evaluation data without a new "
+    "evaluation; any use the base model's license forbids."
+)
+PEFT_TUNERS = ("lora", "dora")
+_LIBRARIES = ("torch", "timm", "transformers", "peft", "open_clip_torch", "huggingface_hub")
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _metric_names(pub: Publication) -> list[str]:
+    from hfm.metrics import METRICS
+
+    wanted = pub.recipe.get("metrics") or list(METRICS)
+    present = {m for r in pub.runs for m in split_metrics(r.metrics)}
+    return [m for m in wanted if m in present]
+
+
+def _summaries(pub: Publication, metrics: list[str]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """``{(preset, k): {metric: {mean, std, n}}}`` over seeds."""
+    from hfm.metrics import summarize
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in pub.runs:
+        groups[(run.preset, str(run.k))].append(split_metrics(run.metrics))
+    return {key: {m: summarize([g.get(m) for g in group]) for m in metrics} for key, group in groups.items()}
+
+
+def _k_key(item: tuple[tuple[str, str], Any]) -> tuple[str, float]:
+    preset, k = item[0]
+    return preset, float(k) if k.isdigit() else float("inf")
+
+
+def _summary_table(summaries: dict[tuple[str, str], dict[str, dict[str, Any]]], metrics: list[str]) -> str:
+    if not summaries:
+        return "No evaluation was recorded with this adapter."
+    head = "| preset | k | " + " | ".join(metrics) + " | n |"
+    lines = [head, "|" + "---|" * (len(metrics) + 3)]
+    for (preset, k), stats in sorted(summaries.items(), key=_k_key):
+        cells = [
+            f"{_fmt(s['mean'])} ± {_fmt(s['std'])}" if s["mean"] is not None else "n/a"
+            for s in stats.values()
+        ]
+        n = max((s["n"] for s in stats.values()), default=0)
+        lines.append(f"| {preset} | {k} | " + " | ".join(cells) + f" | {n} |")
+    return "\n".join(lines)
+
+
+def _per_class_recall(pub: Publication) -> list[tuple[str, str]]:
+    runs = [r for r in pub.runs if r.preset == pub.preset and str(r.k) == str(pub.k)]
+    totals: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        for name, value in (split_metrics(run.metrics).get("per_class_recall") or {}).items():
+            if isinstance(value, (int, float)):
+                totals[str(name)].append(float(value))
+    return [(name, _fmt(sum(v) / len(v))) for name, v in totals.items()]
+
+
+def _data_block(pub: Publication) -> dict[str, str]:
+    data = pub.config.get("data") or {}
+    source = dict(data.get("source") or pub.recipe.get("data") or {})
+    kind = str(source.get("type", "unknown"))
+    ref = (
+        source.get("id")
+        or source.get("name")
+        or source.get("path")
+        or source.get("root")
+        or source.get("csv")
+    )
+    name = Path(str(ref)).name if ref and kind != "hf" else str(ref or kind)
+    if kind == "hf" and source.get("id"):
+        description = f"Hub dataset [{source['id']}](https://huggingface.co/datasets/{source['id']})"
+    else:
+        description = f"`{kind}` source `{name}`"
+    group_key = data.get("group_key") or pub.recipe.get("group_key")
+    if group_key:
+        groups = (
+            f"yes, by `{group_key}`: no `{group_key}` of the validation or test split appears in an episode."
+        )
+    else:
+        groups = "no group key was given, so one patient's images may fall in both training and test."
+    return {
+        "kind": kind,
+        "name": name,
+        "hub_id": str(source["id"]) if kind == "hf" and source.get("id") else "",
+        "description": description,
+        "fingerprint": str(data.get("fingerprint") or "not recorded"),
+        "groups": groups,
+    }
+
+
+def _usage_plain(pub: Publication, repo_id: str) -> str:
+    if pub.tuner not in PEFT_TUNERS:
+        return ""
+    spec = pub.spec
+    rev = pub.config.get("backbone", {}).get("resolved_revision") or spec.get("revision")
+    n_classes = len(pub.config.get("classes") or [])
+    common = [
+        "from huggingface_hub import snapshot_download",
+        "from peft import PeftModel",
+        "from safetensors.torch import load_file",
+        "import torch",
+    ]
+    head_lines = [
+        f"head = torch.nn.Linear({spec.get('embed_dim')}, {n_classes})",
+        'head.load_state_dict(load_file(f"{folder}/head.safetensors"))',
+    ]
+    if spec.get("loader") == "timm":
+        kwargs = "".join(f", {k}={v!r}" for k, v in (spec.get("loader_kwargs") or {}).items())
+        lines = [
+            "import timm",
+            *common,
+            "",
+            f'folder = snapshot_download("{repo_id}")',
+            f"# weights of {spec.get('hub_id')} at commit {rev}",
+            f'base = timm.create_model("hf-hub:{spec.get("hub_id")}", pretrained=True, num_classes=0{kwargs})',
+            "model = PeftModel.from_pretrained(base, folder).eval()",
+            *head_lines,
+            f"logits = head(model(images))  # {spec.get('pooling')} pooling, as hfm_config.json records",
+        ]
+    else:
+        lines = [
+            "from transformers import AutoModel",
+            *common,
+            "",
+            f'folder = snapshot_download("{repo_id}")',
+            f'base = AutoModel.from_pretrained("{spec.get("hub_id")}", revision="{rev}")',
+            "model = PeftModel.from_pretrained(base, folder).eval()",
+            *head_lines,
+            "tokens = model(pixel_values=images).last_hidden_state",
+            f"logits = head(tokens[:, 0])  # {spec.get('pooling')} pooling: see hfm_config.json",
+        ]
+    return "\n".join(lines)
+
+
+def _versions(pub: Publication) -> dict[str, Any]:
+    packages = pub.environment.get("packages") or {}
+    libs: list[tuple[str, str]] = []
+    for name in _LIBRARIES:
+        version = packages.get(name)
+        if version is None and not packages:
+            try:
+                version = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                version = None
+        if version:
+            libs.append((name, str(version)))
+    return {"hfm": pub.config.get("hfm_version", "unknown"), "libraries": libs}
+
+
+def card_parts(
+    pub: Publication,
+    *,
+    repo_id: str | None = None,
+    license: str | None = None,
+    intended_use: str | None = None,
+    license_ack: bool = False,
+) -> tuple[ModelCardData, dict[str, Any]]:
+    """The card metadata and the template variables for a publication."""
+    spec = pub.spec
+    hub_id = str(spec.get("hub_id") or "unknown/unknown")
+    backbone = pub.config.get("backbone") or {}
+    revision = backbone.get("resolved_revision") or spec.get("revision") or "not pinned"
+    base_license = str(spec.get("license") or "unknown")
+    policy = policy_for(base_license, gated=bool(spec.get("gated")))
+    repo_id = repo_id or f"your-org/{Path(pub.root).name}"
+    modality = str(spec.get("modality") or "general")
+    metrics = _metric_names(pub)
+    summaries = _summaries(pub, metrics)
+    data = _data_block(pub)
+    seeds = pub.seeds or sorted({r.seed for r in pub.runs}) or [int(pub.config.get("seed", 0))]
+    published_seed = pub.config.get("seed", seeds[0])
+    model_name = repo_id.split("/")[-1]
+
+    eval_results = []
+    for metric, stats in summaries.get((pub.preset, str(pub.k)), {}).items():
+        if stats["mean"] is None:
+            continue
+        eval_results.append(
+            EvalResult(
+                task_type="image-classification",
+                task_name="Image Classification",
+                dataset_type=data["hub_id"] or data["name"],
+                dataset_name=data["name"],
+                dataset_split="test",
+                metric_type=metric,
+                metric_name=f"{metric} (k={pub.k}, mean of {stats['n']} seeds)",
+                metric_value=round(float(stats["mean"]), 4),
+                metric_args={"k": pub.k, "seeds": stats["n"], "std": round(float(stats["std"] or 0.0), 4)},
+            )
+        )
+    tags = ["hfm", "medical", modality, pub.tuner, "few-shot", "image-classification"]
+    lic = card_license(base_license, license, str(spec.get("source") or f"https://huggingface.co/{hub_id}"))
+    card_data = ModelCardData(
+        base_model=hub_id,
+        base_model_relation="adapter",
+        library_name="peft" if pub.tuner in PEFT_TUNERS else "hfm",
+        pipeline_tag="image-classification",
+        license=lic["license"],
+        license_name=lic.get("license_name"),
+        license_link=lic.get("license_link"),
+        tags=list(dict.fromkeys(tags)),
+        datasets=[data["hub_id"]] if data["hub_id"] else None,
+        model_name=model_name if eval_results else None,
+        eval_results=eval_results or None,
+    )
+
+    recipe_text = (
+        yaml.safe_dump(pub.recipe, sort_keys=False).strip() if pub.recipe else "# recipe not recorded"
+    )
+    recipe_text = redact_paths(recipe_text)[0]  # the card shows no local paths, even before a push
+    recipe_name = pub.config.get("recipe_name") or pub.recipe.get("name") or ""
+    episode_files = [p for p in pub.extra_files if p.endswith("episode.json")]
+    k_text = f"{pub.k}-shot" if str(pub.k) != "all" else "all-label"
+    variables: dict[str, Any] = {
+        "title": f"{model_name}: {pub.tuner} adapter on {hub_id}",
+        "summary": (
+            f"A {k_text} `{pub.tuner}` adapter (preset `{pub.preset}`) for {modality} image classification into "
+            f"{len(pub.config.get('classes') or [])} classes, on top of [{hub_id}](https://huggingface.co/{hub_id}). "
+            "Trained and evaluated with hfm under a few-shot protocol; reload it with "
+            "`hfm.load_adapter`."
+        ),
+        "intended_use": intended_use or DEFAULT_INTENDED_USE,
+        "out_of_scope": DEFAULT_OUT_OF_SCOPE,
+        "base": {
+            "hub_id": hub_id,
+            "revision": revision,
+            "license": base_license,
+            "gated": bool(spec.get("gated")),
+            "loader": spec.get("loader", "unknown"),
+            "architecture": spec.get("architecture", "unknown"),
+            "input_size": spec.get("input_size", 224),
+            "pooling": spec.get("pooling", "cls"),
+            "modality": modality,
+            "twin": bool(backbone.get("twin")),
+            "citation": spec.get("citation") or f"See the model card of {hub_id}.",
+            "source": spec.get("source") or "",
+        },
+        "non_commercial": policy.non_commercial,
+        "license_restricted": policy.needs_ack,
+        "license_ack": license_ack,
+        "data": data,
+        "classes": [str(c) for c in pub.config.get("classes") or []],
+        "k": pub.k,
+        "seeds": seeds,
+        "published_seed": published_seed,
+        "episode_files": episode_files,
+        "summary_table": _summary_table(summaries, metrics),
+        "plot": "label_efficiency.png" if pub.plot else "",
+        "per_class_recall": _per_class_recall(pub),
+        "repo_id": repo_id,
+        "tuner": pub.tuner,
+        "usage_plain": _usage_plain(pub, repo_id),
+        "versions": _versions(pub),
+        "command": f"hfm run recipe.yaml  # recipe {recipe_name}" if recipe_name else "hfm run recipe.yaml",
+        "recipe_name": recipe_name,
+        "recipe_yaml": recipe_text,
+    }
+    return card_data, variables
+
+
+def render_card(
+    folder: str | Path | Publication,
+    *,
+    repo_id: str | None = None,
+    license: str | None = None,
+    intended_use: str | None = None,
+    template: str | Path | None = None,
+    preset: str | None = None,
+    k: int | str | None = None,
+    seed: int | None = None,
+    license_ack: bool = False,
+) -> ModelCard:
+    """Render the model card of an adapter, run or sweep folder, without publishing anything.
+
+    Args:
+        folder: The folder (or an already inspected :class:`Publication`).
+        repo_id: The Hub repo the card describes (used in the usage snippets).
+        license: A license id that overrides the one inherited from the base model.
+        intended_use: The publisher's own intended-use statement (default: research use, not a medical device).
+        template: Another Jinja2 template (default ``model_cards/adapter.md``).
+        preset: For a sweep, the preset to publish. k: its shots per class. seed: the seed of the adapter.
+        license_ack: The publisher confirmed a restrictive base license allows sharing (stated in the card).
+
+    Returns:
+        The card; ``str(card)`` is the README.md text.
+    """
+    pub = folder if isinstance(folder, Publication) else inspect_folder(folder, preset=preset, k=k, seed=seed)
+    path = Path(template) if template else TEMPLATE
+    if not path.is_file():
+        raise HubError(f"card template {path} not found; pass template= or reinstall hfm from its repository")
+    card_data, variables = card_parts(
+        pub, repo_id=repo_id, license=license, intended_use=intended_use, license_ack=license_ack
+    )
+    card = ModelCard.from_template(card_data, template_path=str(path), **variables)
+    return ModelCard(str(card))  # re-parse: fails here, not on the Hub, if the header is not valid YAML
