@@ -2,7 +2,9 @@
 
 ``load_backbone`` loads a catalog entry (``pathology/uni``), an ad-hoc Hub id (``hf-hub:org/name`` for timm,
 ``org/name`` for transformers) or a local folder (``local-dir:/path``); ``twin=True`` gives a tiny
-random-weight twin of a catalog entry, offline. Exports are imported lazily so that listing the catalog or
+random-weight twin of a catalog entry, offline. Weights are read as safetensors; models that publish only
+pickled weights (UNI, BiomedCLIP, H-optimus-0 ...) need ``allow_pickle=True``, which reads them with
+``torch.load(weights_only=True)``. Exports are imported lazily so that listing the catalog or
 reporting a download error does not pay for importing torch.
 """
 

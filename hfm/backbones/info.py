@@ -69,12 +69,17 @@ def format_spec(spec: BackboneSpec) -> str:
 
 
 def download_backbone(
-    name_or_id: str, *, revision: str | None = None, trust_remote_code: bool = False
+    name_or_id: str,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> Snapshot:
     """Fetch a backbone's configs and safetensors weights into the Hugging Face cache.
 
     For preparing an offline or air-gapped machine: copy the cache (``HF_HUB_CACHE``) afterwards and load
-    with ``HF_HUB_OFFLINE=1``. Repository code (``*.py``) is fetched only with ``trust_remote_code``.
+    with ``HF_HUB_OFFLINE=1``. Repository code (``*.py``) is fetched only with ``trust_remote_code``; pickled
+    weights (``pytorch_model.bin`` ...) only with ``allow_pickle`` and when the revision has no safetensors.
     """
     from hfm.backbones.errors import BackboneNotFoundError
     from hfm.backbones.names import LOCAL_DIR_PREFIX, resolve_name
@@ -89,4 +94,5 @@ def download_backbone(
         revision=revision or (spec.revision if spec else None),
         allow_patterns=patterns,
         name=spec.name if spec else name_or_id,
+        allow_pickle=allow_pickle,
     )

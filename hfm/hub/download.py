@@ -18,9 +18,19 @@ from hfm.backbones.errors import BackboneAccessError, BackboneNotCachedError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CONNECT_TIMEOUT_S = 3.0
-# Weights are read as safetensors only: pickled files are never fetched.
+# Weights are fetched as safetensors; pickled weights only with ``allow_pickle`` and only when a revision has
+# no safetensors at all (the loaders read them with ``torch.load(weights_only=True)``).
 WEIGHT_PATTERNS: tuple[str, ...] = ("*.json", "*.safetensors", "*.txt", "*.md")
 CODE_PATTERNS: tuple[str, ...] = ("*.py",)
+# The pickled weight files timm, transformers and open_clip publish (not optimizer or training-args pickles).
+PICKLE_PATTERNS: tuple[str, ...] = (
+    "pytorch_model.bin",
+    "pytorch_model-*.bin",
+    "pytorch_model.pth",
+    "model.pth",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+)
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -107,6 +117,7 @@ def resolve_snapshot(
     allow_patterns: list[str] | None = None,
     token: str | bool | None = None,
     name: str | None = None,
+    allow_pickle: bool = False,
 ) -> Snapshot:
     """Find (or download) a snapshot of ``repo_id`` and the commit it corresponds to.
 
@@ -118,11 +129,50 @@ def resolve_snapshot(
         allow_patterns: Which files to fetch; defaults to configs and safetensors weights.
         token: Hub token; ``None`` uses the logged-in token or ``HF_TOKEN``.
         name: How the user named the model, for the hint in error messages.
+        allow_pickle: When the snapshot holds no ``*.safetensors``, also fetch the pickled weight files
+            (:data:`PICKLE_PATTERNS`) of the same commit. Safetensors are always preferred: with them present,
+            nothing pickled is fetched.
 
     Raises:
         BackboneNotCachedError: Offline (or the endpoint is unreachable) and the snapshot is not cached.
         BackboneAccessError: The Hub refused: gated, private, missing repo or revision.
     """
+    patterns = list(allow_patterns) if allow_patterns is not None else list(WEIGHT_PATTERNS)
+
+    def fetch(rev: str | None, files: list[str]) -> Snapshot:
+        return _resolve(
+            repo_id,
+            revision=rev,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            patterns=files,
+            token=token,
+            name=name,
+        )
+
+    snapshot = fetch(revision, patterns)
+    if not allow_pickle or any(snapshot.path.glob("*.safetensors")):
+        return snapshot
+    # Second pass at the same commit: only a snapshot without safetensors makes pickled weights worth fetching.
+    try:
+        return fetch(snapshot.commit or revision, patterns + list(PICKLE_PATTERNS))
+    except BackboneNotCachedError:
+        # Offline with a cache that lacks the pickles: the loader then names the missing weights and the
+        # command that fetches them, clearer than "not in the cache" for a snapshot that is there.
+        return snapshot
+
+
+def _resolve(
+    repo_id: str,
+    *,
+    revision: str | None,
+    cache_dir: str | Path | None,
+    local_files_only: bool,
+    patterns: list[str],
+    token: str | bool | None,
+    name: str | None,
+) -> Snapshot:
+    """One ``snapshot_download`` with these patterns: offline from the cache, else from the Hub."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -133,7 +183,6 @@ def resolve_snapshot(
     )
 
     cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
-    patterns = list(allow_patterns) if allow_patterns is not None else list(WEIGHT_PATTERNS)
     label = name or repo_id
     at = f" at revision {revision}" if revision else ""
 

@@ -5,6 +5,10 @@
    twin cache, local files only).
 3. Build the model from that folder with the spec's exact loader kwargs (timm, transformers or open_clip), then
    check that it produces the embedding the spec promises.
+
+Weights are safetensors. Some flagship models publish only pickled weights (``pytorch_model.bin``); those load
+only when the user passes ``allow_pickle=True`` by name, and are then read with PyTorch's restricted unpickler
+(``torch.load(..., weights_only=True)``), never with plain ``pickle``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def load_backbone(
     revision: str | None = None,
     twin: bool = False,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> Backbone:
@@ -49,6 +54,9 @@ def load_backbone(
             commit actually loaded is recorded as ``backbone.revision``.
         twin: Load the tiny random-weight twin of a catalog entry instead (offline, deterministic).
         trust_remote_code: Allow code from the Hub repository (only when you trust it).
+        allow_pickle: When the revision has no safetensors, fetch and read its pickled weights
+            (``pytorch_model.bin``, ``open_clip_pytorch_model.bin`` ...) with ``torch.load(weights_only=True)``,
+            which rebuilds tensors only and refuses arbitrary objects. Safetensors are always preferred.
         device: Where to put the model.
         dtype: Parameter dtype (default float32).
 
@@ -81,6 +89,7 @@ def load_backbone(
             hub_id=str(folder),
             revision=_commit_from_path(folder),
             trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
             device=device,
             dtype=dtype,
         )
@@ -96,6 +105,7 @@ def load_backbone(
             revision=revision or (spec.revision if spec else None),
             allow_patterns=patterns,
             name=spec.name if spec else name_or_id,
+            allow_pickle=allow_pickle,
         )
     return build_from_folder(
         snapshot.path,
@@ -105,6 +115,7 @@ def load_backbone(
         revision=snapshot.commit,
         twin=twin,
         trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
         device=device,
         dtype=dtype,
     )
@@ -126,6 +137,7 @@ def build_from_folder(
     revision: str | None,
     twin: bool = False,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> Backbone:
@@ -133,21 +145,24 @@ def build_from_folder(
 
     With a spec (catalog entry) the spec's loader and kwargs are used and the result is checked against it;
     without one (ad-hoc id or folder) the library is detected from the files and the spec is derived from the
-    model and its preprocessing config.
+    model and its preprocessing config. ``allow_pickle`` lets a folder without safetensors load from its
+    pickled weights (restricted to tensors, see :func:`load_backbone`).
     """
     # A catalog spec names its library; otherwise the files decide (an hf-hub: id may hold any library).
     loader = spec.loader if spec is not None else detect_family(folder)
     model: nn.Module
     if loader == "timm":
-        model = build_timm(folder, spec, label=name)
+        model = build_timm(folder, spec, label=name, allow_pickle=allow_pickle)
         if spec is None:
             spec = timm_spec(model, name=name, hub_id=hub_id)
     elif loader == "transformers":
-        model = build_transformers(folder, spec, label=name, trust_remote_code=trust_remote_code)
+        model = build_transformers(
+            folder, spec, label=name, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+        )
         if spec is None:
             spec = transformers_spec(model, folder, name=name, hub_id=hub_id)
     elif loader == "open_clip":
-        model = build_open_clip(folder, spec, label=name)
+        model = build_open_clip(folder, spec, label=name, allow_pickle=allow_pickle)
         if spec is None:
             spec = open_clip_spec(model, folder, name=name, hub_id=hub_id)
     else:  # pragma: no cover - BackboneSpec validates loaders

@@ -1,7 +1,8 @@
 """Build the image tower of an open_clip model from a snapshot folder (``open_clip_config.json`` + weights).
 
 Only the image tower is built and loaded: the text tower (and its tokenizer, which open_clip would fetch from
-the Hub) is never touched, so an image backbone stays offline-safe.
+the Hub) is never touched, so an image backbone stays offline-safe. With ``allow_pickle=True`` and no
+safetensors, ``open_clip_pytorch_model.bin`` is read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 from torch import nn
 
 from hfm.backbones.errors import BackboneLoadError
-from hfm.backbones.loaders.common import read_json, resolve_kwargs, safetensors_files
+from hfm.backbones.loaders.common import (
+    is_pickled,
+    load_pickled_state_dict,
+    preferred_file,
+    read_json,
+    resolve_kwargs,
+    weight_files,
+)
 from hfm.backbones.loaders.timm_loader import TIMM_LORA_TARGETS
 from hfm.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
 
@@ -22,6 +30,7 @@ from hfm.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
 # open_clip's own ``TimmModel`` has no way to pass them).
 TRUNK_KWARGS_KEY = "hfm_trunk_kwargs"
 _WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors")
+_PICKLE_NAMES = ("open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "pytorch_model.bin")
 
 
 @contextlib.contextmanager
@@ -50,12 +59,19 @@ def read_clip_config(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return dict(config.get("model_cfg", config)), dict(config.get("preprocess_cfg", {}))
 
 
-def build_open_clip(folder: Path, spec: BackboneSpec | None, *, label: str) -> nn.Module:
-    """The image tower (``model.visual``) with its weights; a timm trunk keeps token access."""
+def build_open_clip(
+    folder: Path, spec: BackboneSpec | None, *, label: str, allow_pickle: bool = False
+) -> nn.Module:
+    """The image tower (``model.visual``) with its weights; a timm trunk keeps token access.
+
+    Pickled weights (one file, by open_clip's names) are read only with ``allow_pickle=True`` and when the
+    folder has no safetensors.
+    """
     from open_clip.model import _build_vision_tower
     from safetensors.torch import load_file
 
-    files = safetensors_files(folder, label)
+    files = weight_files(folder, label, allow_pickle=allow_pickle)
+    pickled = is_pickled(files)
     preferred = [f for name in _WEIGHT_NAMES for f in files if f.name == name] or files
     model_cfg, _ = read_clip_config(folder)
     vision_cfg = dict(model_cfg.get("vision_cfg", {}))
@@ -72,8 +88,11 @@ def build_open_clip(folder: Path, spec: BackboneSpec | None, *, label: str) -> n
             f"{label}: open_clip could not build the image tower from {folder}: {err}"
         ) from err
     state: dict[str, Any] = {}
-    for file in preferred if len(preferred) == 1 else files:
-        state.update(load_file(str(file)))
+    if pickled:
+        state.update(load_pickled_state_dict(preferred_file(files, _PICKLE_NAMES), label))
+    else:
+        for file in preferred if len(preferred) == 1 else files:
+            state.update(load_file(str(file)))
     visual_state = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
     if not visual_state:
         raise BackboneLoadError(f"{label}: the weights in {folder} hold no 'visual.*' image-tower tensors")

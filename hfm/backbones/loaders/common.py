@@ -1,16 +1,32 @@
-"""Helpers shared by the per-library loaders: dotted-path kwargs, safetensors checks, family detection."""
+"""Helpers shared by the per-library loaders: dotted-path kwargs, weight files, family detection.
+
+Weights are read as safetensors. Pickled weights (``pytorch_model.bin`` ...) are read only when the user passes
+``allow_pickle=True`` and no safetensors exist, and then only through PyTorch's restricted unpickler
+(``torch.load(..., weights_only=True)``), which rebuilds tensors and plain containers and refuses any other object.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
+import pickle
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfm.backbones.errors import BackboneLoadError
 
+if TYPE_CHECKING:
+    import torch
+
 # Loader kwargs that name a class or function are written as dotted import paths in the catalog.
 _DOTTED_PREFIXES = ("timm.", "torch.", "transformers.", "open_clip.", "hfm.")
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
+# Checkpoints often nest the weights; like timm's ``load_state_dict``, EMA weights win when present.
+_NESTED_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
+# Wrappers (DistributedDataParallel, torch.compile) prefix every key.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 def resolve_object(path: str) -> Any:
@@ -62,18 +78,100 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def safetensors_files(folder: Path, label: str) -> list[Path]:
-    """The safetensors weight files in a snapshot; hfm never unpickles downloaded weights."""
+def weight_files(folder: Path, label: str, *, allow_pickle: bool = False) -> list[Path]:
+    """The weight files to read: the safetensors when there are any, else (opt-in) the pickled ones.
+
+    Args:
+        folder: A model folder (Hub snapshot or local directory).
+        label: The model's name, for error messages.
+        allow_pickle: Fall back to pickled files (``.bin``/``.pth``/...) when no safetensors exist.
+
+    Raises:
+        BackboneLoadError: No usable weights; the message names ``allow_pickle`` and the other fixes.
+    """
     files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pth", ".pt", ".ckpt"))
-        found = f" (found only {', '.join(pickles)})" if pickles else ""
+    if files:
+        return files  # safetensors always win, whatever allow_pickle says
+    pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
+    if allow_pickle:
+        if pickles:
+            return pickles
         raise BackboneLoadError(
-            f"{label}: no .safetensors weights in {folder}{found}; hfm never unpickles downloaded weights: pin a "
-            "revision that has safetensors (e.g. the Hub's conversion PR, revision='refs/pr/N') or convert them "
-            "yourself and load with 'local-dir:/path'"
+            f"{label}: no weights in {folder} (neither .safetensors nor pickled .bin/.pth files): for a Hub "
+            f"model, fetch them with `hfm backbones download {label} --allow-pickle` (or load online)"
         )
-    return files
+    found = f" (found only {', '.join(p.name for p in pickles)})" if pickles else ""
+    raise BackboneLoadError(
+        f"{label}: no .safetensors weights in {folder}{found}; hfm unpickles weights only when asked: pass "
+        "allow_pickle=True (CLI: --allow-pickle; the file is read with torch.load(weights_only=True), which "
+        "refuses arbitrary objects), or pin a revision that has safetensors (e.g. the Hub's conversion PR, "
+        "revision='refs/pr/N')"
+    )
+
+
+def is_pickled(files: list[Path]) -> bool:
+    """Whether :func:`weight_files` fell back to pickled files."""
+    return bool(files) and files[0].suffix != ".safetensors"
+
+
+def preferred_file(files: list[Path], names: tuple[str, ...]) -> Path:
+    """The first of ``names`` present among ``files``, else the first file."""
+    by_name = {f.name: f for f in files}
+    return next((by_name[n] for n in names if n in by_name), files[0])
+
+
+def pickle_refused(label: str, what: str, err: BaseException) -> BackboneLoadError:
+    """The one-line error for a pickle that ``weights_only=True`` refused (it holds more than tensors)."""
+    match = _UNSAFE_GLOBAL.search(str(err))
+    names = f" (it references {match.group(1)})" if match else ""
+    return BackboneLoadError(
+        f"{label}: {what} holds objects other than tensors{names}, which torch.load(weights_only=True) refuses "
+        "to unpickle; hfm never "
+        "runs arbitrary pickles: pin a revision that has safetensors, or convert the weights on a machine "
+        "you trust and load them with 'local-dir:/path'"
+    )
+
+
+def load_pickled_state_dict(path: Path, label: str) -> dict[str, torch.Tensor]:
+    """Read a pickled checkpoint with PyTorch's restricted unpickler and return its tensors.
+
+    The file is read only with ``torch.load(path, map_location="cpu", weights_only=True)``. Nested checkpoints
+    (``{"model": ...}``, ``{"state_dict": ...}``, EMA first) are unwrapped and wrapper prefixes (``module.``,
+    ``_orig_mod.``) stripped, as timm's ``load_state_dict`` does; non-tensor entries are dropped.
+
+    Raises:
+        BackboneLoadError: The file holds objects the restricted unpickler refuses, is unreadable, or holds
+            no tensors.
+    """
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise pickle_refused(label, path.name, err) from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise BackboneLoadError(
+            f"{label}: cannot read {path} as PyTorch weights: {first_lines(err)}"
+        ) from err
+    if isinstance(obj, dict):
+        nested = next((obj[k] for k in _NESTED_KEYS if isinstance(obj.get(k), dict)), None)
+        obj = nested if nested is not None else obj
+    if not isinstance(obj, dict):
+        raise BackboneLoadError(f"{label}: {path.name} holds a {type(obj).__name__}, not a dict of weights")
+    tensors = {_strip_wrappers(str(k)): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise BackboneLoadError(f"{label}: {path.name} holds no tensors (keys {sorted(map(str, obj))[:3]})")
+    return tensors
+
+
+def _strip_wrappers(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix) :], True
+    return key
 
 
 def detect_family(folder: Path) -> str:

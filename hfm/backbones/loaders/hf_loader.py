@@ -1,14 +1,26 @@
-"""Build a transformers vision model from a snapshot folder (``config.json`` + safetensors weights)."""
+"""Build a transformers vision model from a snapshot folder (``config.json`` + safetensors weights).
+
+With ``allow_pickle=True`` and no safetensors, transformers reads ``pytorch_model.bin`` itself through its
+``use_safetensors=False`` path with ``weights_only=True`` (``torch.load(..., weights_only=True)``).
+"""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from hfm.backbones.errors import BackboneLoadError, RemoteCodeError
-from hfm.backbones.loaders.common import first_lines, read_json, resolve_kwargs, safetensors_files
+from hfm.backbones.loaders.common import (
+    first_lines,
+    is_pickled,
+    pickle_refused,
+    read_json,
+    resolve_kwargs,
+    weight_files,
+)
 from hfm.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
 
 # Multimodal model types whose image encoder is a separate class: load only that tower.
@@ -22,15 +34,22 @@ _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
 def build_transformers(
-    folder: Path, spec: BackboneSpec | None, *, label: str, trust_remote_code: bool = False
+    folder: Path,
+    spec: BackboneSpec | None,
+    *,
+    label: str,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> nn.Module:
-    """Load the model with its config class (or the image tower of a multimodal model), safetensors only.
+    """Load the model with its config class (or the image tower of a multimodal model) from safetensors.
 
-    A config with ``auto_map`` runs code from the repository, so it needs ``trust_remote_code=True``.
+    A config with ``auto_map`` runs code from the repository, so it needs ``trust_remote_code=True``. A folder
+    without safetensors is read from ``pytorch_model.bin`` only with ``allow_pickle=True``, restricted to
+    tensors (``weights_only=True``).
     """
     import transformers
 
-    safetensors_files(folder, label)
+    pickled = is_pickled(weight_files(folder, label, allow_pickle=allow_pickle))
     raw = read_json(folder / "config.json")
     if raw.get("auto_map") and not trust_remote_code:
         raise RemoteCodeError(
@@ -45,11 +64,14 @@ def build_transformers(
     try:
         model, info = model_cls.from_pretrained(
             str(folder),
-            use_safetensors=True,
+            use_safetensors=not pickled,
+            weights_only=True,
             trust_remote_code=trust_remote_code,
             output_loading_info=True,
             **kwargs,
         )
+    except pickle.UnpicklingError as err:
+        raise pickle_refused(label, f"the pickled weights in {folder}", err) from err
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
         first = first_lines(err)
         raise BackboneLoadError(f"{label}: transformers could not load {folder}: {first}") from err
