@@ -14,6 +14,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ.setdefault("HFM_CACHE", str(_SESSION_HOME / "hfm-cache"))
 os.environ.pop("HF_TOKEN", None)
+# Twins are tiny: one thread each is fastest and keeps the suite steady on a 2-core, possibly busy, machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 

@@ -27,7 +27,7 @@ from hfm.backbones.errors import BackboneLoadError
 from hfm.backbones.loaders.common import json_kwargs, resolve_kwargs
 from hfm.backbones.spec import BackboneSpec
 
-TWIN_FORMAT = 1
+TWIN_FORMAT = 2
 TIMM_DEFAULTS: dict[str, Any] = {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size": 8}
 TRANSFORMERS_DEFAULTS: dict[str, Any] = {
     "hidden_size": 64,
@@ -218,8 +218,32 @@ def _timm_twin_model(spec: BackboneSpec, args: dict[str, Any]) -> tuple[nn.Modul
     return model, args
 
 
+_LAYER_SCALE_NAMES = ("gamma", "gamma_1", "gamma_2", "lambda1", "lambda2", "layer_scale")
+
+
+def spread_layer_scale(model: nn.Module) -> int:
+    """Give LayerScale factors random values in [0.5, 1] and return how many tensors changed.
+
+    Real models learn their LayerScale factors; a twin built with ``init_values=1e-5`` (UNI, H-optimus,
+    Prov-GigaPath, DINOv3) would keep them near zero, so every block is almost the identity and all images get
+    nearly the same embedding. A twin must give features a tuner can learn from.
+    """
+    changed = 0
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in _LAYER_SCALE_NAMES or name.endswith(
+                ("ls1.gamma", "ls2.gamma", "layer_scale1.lambda1", "layer_scale2.lambda1")
+            ):
+                param.uniform_(0.5, 1.0)
+                changed += 1
+    return changed
+
+
 def _save_timm(model: nn.Module, spec: BackboneSpec, folder: Path, args: dict[str, Any]) -> None:
     from safetensors.torch import save_file
+
+    spread_layer_scale(model)
 
     size = int(args.get("img_size", 32))
     config = {

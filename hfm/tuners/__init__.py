@@ -1,0 +1,81 @@
+"""Tuners: adaptation methods behind one interface, in an open registry.
+
+A tuner is an :class:`~hfm.tuners.base.AdaptedModel` subclass registered under a short name. Building one
+is ``get_tuner(name)(backbone, num_classes, **params)``. Third-party code adds tuners with the same decorator
+the built-in ones use::
+
+    @register_tuner("my-tuner")
+    class MyTuner(AdaptedModel):
+        config_cls = MyConfig
+        ...
+
+The built-in tuners (probe, lora, dora, vpt, full, bitfit) are imported on first registry access, so
+``import hfm.tuners`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from hfm.errors import TunerError
+
+if TYPE_CHECKING:
+    from hfm.tuners.base import AdaptedModel
+
+_BUILTIN_MODULES = ("probe", "lora", "vpt", "full", "bitfit")
+_REGISTRY: dict[str, type[AdaptedModel]] = {}
+_builtins_loaded = False
+
+T = TypeVar("T", bound="type[AdaptedModel]")
+
+
+def register_tuner(name: str) -> Callable[[T], T]:
+    """Class decorator: register an :class:`AdaptedModel` subclass under ``name``.
+
+    Raises:
+        ValueError: When ``name`` is already taken by another class (a programming error, not a user one).
+    """
+
+    def decorator(cls: T) -> T:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"tuner name {name!r} is already registered by {existing.__qualname__}")
+        cls.tuner_name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(f"hfm.tuners.{module}")
+
+
+def get_tuner(name: str) -> type[AdaptedModel]:
+    """The tuner class registered as ``name``; call it as ``cls(backbone, num_classes, **params)``.
+
+    Raises:
+        TunerError: For an unknown name (the message lists the known ones).
+    """
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(list_tuners())
+        raise TunerError(f"unknown tuner {name!r}: use one of {known}") from None
+
+
+def list_tuners() -> list[str]:
+    """Registered tuner names, sorted."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+__all__ = ["get_tuner", "list_tuners", "register_tuner"]

@@ -1,0 +1,321 @@
+"""Batched embedding extraction through a frozen backbone, with an on-disk cache.
+
+Every k, seed and probe of a sweep reuses one extraction: the result is cached keyed by the backbone (name,
+Hub id, resolved commit, twin flag, pooling), its preprocessing, the precision, and the data fingerprint and
+split. Changing any of these misses the cache; nothing else does, so the cache survives restarts.
+
+Under ``torchrun`` / ``accelerate launch`` every process embeds a strided shard and the shards are gathered,
+so every process ends with all rows in the original order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from hfm.errors import DataError
+
+if TYPE_CHECKING:
+    from hfm.backbones.base import Backbone
+
+CACHE_FORMAT = 1
+#: Counters a test (or a curious user) can read: backbone forward batches run, cache hits, cache writes.
+STATS: dict[str, int] = {"forward_batches": 0, "cache_hits": 0, "cache_writes": 0}
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where embeddings are cached: ``cache_dir``, else ``$HFM_CACHE/embeddings``, else ``~/.cache/hfm/embeddings``.
+
+    Read at call time, so tests and users can change ``HFM_CACHE`` after import.
+    """
+    if cache_dir is not None:
+        return Path(cache_dir)
+    base = os.environ.get("HFM_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "hfm") / "embeddings"
+
+
+# -- datasets -----------------------------------------------------------------------------------------------
+class SubsetImages(Dataset[tuple[torch.Tensor, int, int]]):
+    """A :class:`hfm.data.Subset` as a torch dataset of ``(image_tensor, label, index)`` through a transform."""
+
+    def __init__(self, subset: Any, transform: Any) -> None:
+        self.subset = subset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.subset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        return self.transform(self.subset.image(i)), int(self.subset.labels[i]), i
+
+
+def is_subset(data: Any) -> bool:
+    """Whether ``data`` looks like a :class:`hfm.data.Subset` (ids, labels and an image reader)."""
+    return hasattr(data, "image") and hasattr(data, "labels") and hasattr(data, "ids")
+
+
+def as_dataset(data: Any, transform: Any) -> Dataset[Any]:
+    """A torch dataset yielding ``(image, label, index)``: a Subset goes through ``transform``."""
+    if is_subset(data):
+        return SubsetImages(data, transform)
+    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+        raise DataError(f"expected a hfm.data.Subset or a torch Dataset, got {type(data).__name__}")
+    return data  # type: ignore[no-any-return]
+
+
+def labels_of(data: Any) -> torch.Tensor | None:
+    """Integer labels of a Subset or an ImageDataset (``.subset.labels``), if they can be read cheaply."""
+    subset = data if is_subset(data) else getattr(data, "subset", None)
+    if subset is None or not hasattr(subset, "labels"):
+        return None
+    return torch.as_tensor(subset.labels, dtype=torch.long)
+
+
+def data_fingerprint(data: Any) -> str | None:
+    """The fingerprint of a Subset, or of the Subset behind an ImageDataset; ``None`` if unknown."""
+    subset = data if is_subset(data) else getattr(data, "subset", None)
+    fingerprint = getattr(subset, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None
+
+
+# -- devices, precision and processes ----------------------------------------------------------------------
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` on a GPU that supports it, else ``fp32``; explicit values pass through."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise DataError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast for ``bf16``, nothing for ``fp32``."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def launched_on_cpu() -> bool:
+    """Whether this is a multi-process launch (torchrun, accelerate launch) on a machine without CUDA.
+
+    accelerate 1.15 only sets up CPU multi-processing (gloo) when told ``cpu=True``; otherwise every process
+    silently runs alone on the whole data.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("LOCAL_RANK", "-1")) != -1
+    return launched and not torch.cuda.is_available()
+
+
+def process_info() -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)`` of this process; initialises torch.distributed under a launcher."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=launched_on_cpu())
+    return state.process_index, state.num_processes, state.device
+
+
+def shard(n: int, rank: int, world: int) -> list[int]:
+    """Positions ``rank, rank + world, ...`` below ``n``: this process's strided share."""
+    return list(range(rank, n, world))
+
+
+def gather_rows(local: torch.Tensor, n: int, rank: int, world: int, device: torch.device) -> torch.Tensor:
+    """Reassemble strided shards of ``n`` rows from every process, in the original order (CPU tensor)."""
+    if world == 1:
+        return local.cpu()
+    import torch.distributed as dist
+
+    per = math.ceil(n / world)
+    padded = torch.zeros((per, *local.shape[1:]), dtype=local.dtype, device=device)
+    padded[: len(local)] = local.to(device)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    out = torch.empty((n, *local.shape[1:]), dtype=local.dtype)
+    for r, part in enumerate(parts):
+        count = len(range(r, n, world))
+        out[r::world] = part[:count].cpu()
+    return out
+
+
+# -- cache --------------------------------------------------------------------------------------------------
+def _weights_digest(backbone: Backbone) -> str:
+    """A cheap digest of the weights, for backbones without a resolved commit (local folders, ad-hoc)."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in backbone.named_parameters():
+            q = p.detach().float()
+            h.update(f"{name}:{tuple(q.shape)}:{q.sum().item():.8e}:{q.abs().sum().item():.8e}".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_key(backbone: Backbone, *, fingerprint: str, split: str | None, precision: str) -> dict[str, Any]:
+    """Everything an extraction depends on; its hash names the cache file."""
+    spec = backbone.spec
+    return {
+        "format": CACHE_FORMAT,
+        "backbone": spec.name,
+        "hub_id": spec.hub_id,
+        "revision": backbone.revision,
+        "weights": _weights_digest(backbone) if backbone.revision is None else None,
+        "twin": bool(backbone.is_twin),
+        "pooling": spec.pooling,
+        "embed_dim": spec.embed_dim,
+        "preprocessing": backbone.transform.to_dict(),
+        "precision": precision,
+        "data": fingerprint,
+        "split": split,
+    }
+
+
+def _cache_path(root: Path, key: dict[str, Any]) -> tuple[Path, str]:
+    text = json.dumps(key, sort_keys=True)
+    return root / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.safetensors", text
+
+
+def _read_cache(path: Path, key_text: str) -> torch.Tensor | None:
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("key") != key_text:
+                return None
+            return f.get_tensor("embeddings")
+    except Exception:  # a truncated or foreign file: treat as a miss and overwrite it
+        return None
+
+
+def _write_cache(path: Path, key_text: str, embeddings: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({"embeddings": embeddings.contiguous()}, tmp, metadata={"key": key_text})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    STATS["cache_writes"] += 1
+
+
+# -- extraction ---------------------------------------------------------------------------------------------
+def _batches(loader: DataLoader[Any]) -> Iterator[torch.Tensor]:
+    for batch in loader:
+        yield batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def _embed(
+    backbone: Backbone,
+    dataset: Dataset[Any],
+    indices: Sequence[int],
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    precision: str,
+    progress: bool,
+) -> torch.Tensor:
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=indices,  # type: ignore[arg-type]
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    outputs: list[torch.Tensor] = []
+    bar = tqdm(total=len(indices), desc="embeddings", unit="img", disable=not progress, leave=False)
+    with torch.inference_mode(), autocast(precision, device), bar:
+        for images in _batches(loader):
+            outputs.append(backbone(images.to(device, non_blocking=True)))
+            STATS["forward_batches"] += 1
+            bar.update(len(images))
+    if not outputs:
+        return torch.zeros((0, backbone.spec.embed_dim), dtype=torch.float32)
+    return torch.cat(outputs).float()
+
+
+def extract(
+    backbone: Backbone,
+    data: Any,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache: bool = True,
+    fingerprint: str | None = None,
+    split: str | None = None,
+    precision: str = "auto",
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Pooled embeddings ``[N, embed_dim]`` (float32, CPU) of every image in ``data``, cached on disk.
+
+    Args:
+        backbone: The frozen backbone (moved to ``device`` and put in eval mode while extracting).
+        data: A :class:`hfm.data.Subset` (read through ``backbone.transform``) or a torch dataset yielding
+            ``image`` or ``(image, label, ...)`` such as :class:`hfm.data.ImageDataset`.
+        batch_size: Images per forward pass.
+        num_workers: DataLoader worker processes (decoding and preprocessing run there).
+        cache_dir: Cache folder; default ``$HFM_CACHE/embeddings`` (else ``~/.cache/hfm/embeddings``).
+        cache: Read and write the cache; ``False`` always extracts.
+        fingerprint: Data fingerprint for the cache key; read from the Subset when not given. Without one
+            (and for datasets with augmentation) nothing is cached.
+        split: Split name, part of the cache key.
+        precision: ``auto`` (bf16 on a capable GPU, fp32 on CPU), ``fp32`` or ``bf16``.
+        device: Where to run; default this process's accelerator device.
+        progress: Show a progress bar (main process only).
+
+    Returns:
+        Embeddings in the order of ``data``, identical on every process.
+    """
+    rank, world, default_device = process_info()
+    device = torch.device(device) if device is not None else default_device
+    precision = resolve_precision(precision, device)
+    dataset = as_dataset(data, backbone.transform)
+    n = len(dataset)  # type: ignore[arg-type]
+
+    fingerprint = fingerprint or data_fingerprint(data)
+    use_cache = cache and fingerprint is not None and getattr(data, "augment", None) is None
+    path = key_text = None
+    if use_cache:
+        assert fingerprint is not None
+        key = cache_key(backbone, fingerprint=fingerprint, split=split, precision=precision)
+        path, key_text = _cache_path(cache_root(cache_dir), key)
+        cached = _read_cache(path, key_text)
+        if cached is not None and len(cached) == n:
+            STATS["cache_hits"] += 1
+            return cached
+
+    was_training = backbone.training
+    backbone.to(device).eval()
+    try:
+        local = _embed(
+            backbone,
+            dataset,
+            shard(n, rank, world),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            precision=precision,
+            progress=progress and rank == 0,
+        )
+    finally:
+        backbone.train(was_training)
+    embeddings = gather_rows(local, n, rank, world, device)
+    if use_cache and rank == 0 and path is not None and key_text is not None:
+        _write_cache(path, key_text, embeddings)
+    return embeddings
