@@ -25,10 +25,287 @@ def backbones() -> None:
     """List, inspect and download catalog backbones."""
 
 
+@backbones.command("list")
+@click.option("--modality", help="Only this modality (pathology, radiology, ophthalmology, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def backbones_list(modality: str | None, as_json: bool) -> None:
+    """The catalog: name, modality, architecture, parameters, embedding size, license, gated."""
+    import json
+
+    from hfm.backbones.catalog import list_specs, modalities
+    from hfm.backbones.info import format_table, spec_summary
+
+    if modality is not None and modality not in modalities():
+        raise click.BadParameter(
+            f"{modality!r} is not one of {', '.join(modalities())}", param_hint="--modality"
+        )
+    rows = [spec_summary(spec) for spec in list_specs(modality)]
+    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+
+
+@backbones.command("show")
+@click.argument("name")
+def backbones_show(name: str) -> None:
+    """The full spec of one entry, including loader kwargs and the source of its facts."""
+    from hfm.backbones.errors import BackboneNotFoundError
+    from hfm.backbones.info import format_spec
+    from hfm.backbones.names import resolve_name
+
+    spec = resolve_name(name)[0]
+    if spec is None:
+        raise BackboneNotFoundError(f"{name!r} is not a catalog entry: see `hfm backbones list`")
+    click.echo(format_spec(spec))
+
+
+@backbones.command("download")
+@click.argument("name")
+@click.option("--revision", help="Branch, tag or commit (default: the entry's pinned revision, else main).")
+@click.option("--trust-remote-code", is_flag=True, help="Also fetch the repository's code (*.py).")
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="If the revision has no safetensors, fetch its pickled weights (pytorch_model.bin ...); load them "
+    "with allow_pickle=True, which reads them with torch.load(weights_only=True).",
+)
+def backbones_download(name: str, revision: str | None, trust_remote_code: bool, allow_pickle: bool) -> None:
+    """Fetch a backbone into the Hugging Face cache (to prepare an offline machine); prints the commit."""
+    from hfm.backbones.info import download_backbone
+
+    snapshot = download_backbone(
+        name, revision=revision, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+    )
+    click.echo(f"{name}: commit {snapshot.commit or 'unknown'} in {snapshot.path}")
+
+
+@backbones.command("twin")
+@click.argument("name")
+@click.option(
+    "--out", "out", required=True, type=click.Path(file_okay=False), help="A Hub-layout cache folder."
+)
+def backbones_twin(name: str, out: str) -> None:
+    """Write the tiny random-weight twin of a catalog entry in Hugging Face Hub cache layout."""
+    from pathlib import Path
+
+    from hfm.backbones.errors import BackboneNotFoundError
+    from hfm.backbones.names import resolve_name
+    from hfm.backbones.twins import write_twin
+
+    spec = resolve_name(name)[0]
+    if spec is None:
+        raise BackboneNotFoundError(
+            f"twins exist only for catalog entries, not {name!r}: see `hfm backbones list`"
+        )
+    click.echo(str(write_twin(spec, Path(out))))
+
+
 # ---- recipes and runs ------------------------------------------------------------------------------------
+def _int_list(text: str | None, option: str, allow_all: bool = False) -> list[int | str] | None:
+    """Parse ``1,4,all`` into ``[1, 4, "all"]`` (a bad item is a one-line error naming the option)."""
+    if text is None:
+        return None
+    items: list[int | str] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if allow_all and item == "all":
+            items.append("all")
+        elif item.lstrip("-").isdigit():
+            items.append(int(item))
+        else:
+            allowed = "integers or 'all'" if allow_all else "integers"
+            raise click.BadParameter(f"{item!r} is not one of {allowed} (e.g. 1,4,16)", param_hint=option)
+    return items
+
+
+@cli.command("run")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", type=click.Path(file_okay=False), help="Sweep folder (default: the recipe's output).")
+@click.option("--shots", help="Labelled examples per class, comma-separated, e.g. 1,4,all.")
+@click.option("--seeds", help="Seeds, comma-separated, e.g. 0,1,2.")
+@click.option("--preset", "presets", multiple=True, help="Only this preset (repeatable), e.g. lora/r8-attn.")
+@click.option("--twin", is_flag=True, help="Use the backbone's tiny random twin (offline smoke run).")
+@click.option("--resume", is_flag=True, help="Skip runs that already finished in the sweep folder.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def run_command(
+    recipe: str,
+    out: str | None,
+    shots: str | None,
+    seeds: str | None,
+    presets: tuple[str, ...],
+    twin: bool,
+    resume: bool,
+    no_progress: bool,
+) -> None:
+    """Run a recipe: every (preset, k, seed), then the summary table and the label-efficiency plot."""
+    from hfm.runner import run
+
+    result = run(
+        recipe,
+        out=out,
+        shots=_int_list(shots, "--shots", allow_all=True),  # type: ignore[arg-type]
+        seeds=_int_list(seeds, "--seeds"),  # type: ignore[arg-type]
+        presets=list(presets) or None,
+        twin=True if twin else None,
+        resume=resume,
+        progress=not no_progress,
+    )
+    if result.failed:
+        raise click.ClickException(
+            f"{len(result.failed)} run(s) failed; tracebacks in {result.out_dir / 'failures'}"
+        )
+
+
+@cli.command("validate")
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+def validate_command(recipes: tuple[str, ...]) -> None:
+    """Check recipes without running them: schema, presets, data source block, backbone name."""
+    from hfm.recipes import check
+
+    problems = 0
+    for path in recipes:
+        try:
+            line = check(path)
+        except HfmError as err:
+            problems += 1
+            click.echo(f"FAIL {err}")
+        else:
+            click.echo(f"ok   {path}: {line}")
+    if problems:
+        raise click.ClickException(f"{problems} of {len(recipes)} recipe(s) invalid")
+
+
+def _predict_files(adapter: str, paths: list[str], batch_size: int) -> list[dict[str, object]]:
+    """Load the adapter once, read each image (DICOM by its suffix), return class and probabilities."""
+    from pathlib import Path
+
+    import torch
+
+    from hfm.adapter import load_adapter
+    from hfm.data.images import open_image
+
+    model = load_adapter(adapter)
+    transform = model.backbone.transform
+    classes = [str(c) for c in model.classes]
+    rows: list[dict[str, object]] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        tensors = []
+        for path in chunk:
+            image: object
+            if path.lower().endswith(".dcm"):
+                from hfm.data.dicom import DicomOpener
+
+                image = DicomOpener()(Path(path))
+            else:
+                try:
+                    image = open_image(Path(path))
+                except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file
+                    raise HfmError(
+                        f"{path}: cannot read the image ({err}); pass PNG, JPEG, TIFF, BMP or DICOM"
+                    ) from None
+            tensors.append(transform(image))
+        proba = model.predict_proba(torch.stack(tensors)).cpu()
+        for path, p in zip(chunk, proba.tolist(), strict=True):
+            best = max(range(len(p)), key=p.__getitem__)
+            probabilities = dict(zip(classes, p, strict=True))
+            rows.append({"image": path, "predicted": classes[best], "probabilities": probabilities})
+    return rows
+
+
+@cli.command("predict")
+@click.argument("adapter")
+@click.argument(
+    "images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=str)
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+def predict_command(adapter: str, images: tuple[str, ...], as_json: bool, batch_size: int) -> None:
+    """Classify images with an adapter (a folder or a Hub repo id): class and probabilities per image."""
+    import json
+
+    for row in _predict_files(adapter, list(images), batch_size):
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            probabilities = row["probabilities"]
+            assert isinstance(probabilities, dict)
+            probs = "  ".join(f"{name}={p:.3f}" for name, p in probabilities.items())
+            click.echo(f"{row['image']}\t{row['predicted']}\t{probs}")
 
 
 # ---- hub: cards, push, pull ------------------------------------------------------------------------------
+_SHOTS_HELP = "For a sweep folder: the k to publish (default: the largest)."
+
+
+@cli.command("card")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--repo", "repo_id", help="Hub repo the card describes (for its usage snippets), ORG/NAME.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=str), help="Write README.md here.")
+@click.option("--license", "license_id", help="License id instead of the base model's.")
+@click.option("--preset", help="For a sweep folder: the preset to publish (default: the best at that k).")
+@click.option("--k", "k", help=_SHOTS_HELP)
+@click.option("--seed", type=int, help="For a sweep folder: the seed of the adapter (default: the lowest).")
+def card_command(
+    folder: str, repo_id: str | None, out: str | None, license_id: str | None, preset: str | None,
+    k: str | None, seed: int | None,
+) -> None:  # fmt: skip
+    """Render the model card of an adapter, run or sweep FOLDER without publishing."""
+    from pathlib import Path
+
+    from hfm.hub.cards import render_card
+
+    text = str(render_card(folder, repo_id=repo_id, license=license_id, preset=preset, k=k, seed=seed))
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--repo", "repo_id", required=True, help="Target repository, ORG/NAME.")
+@click.option("--public", is_flag=True, help="Create the repository public (default: private).")
+@click.option("--revision", help="Branch to commit to (default: main; created when missing).")
+@click.option("--dry-run", is_flag=True, help="List the files and sizes to upload; send nothing.")
+@click.option("--license-ack", is_flag=True, help="Publish although the base license restricts derivatives.")
+@click.option("--license", "license_id", help="License id for the card instead of the base model's.")
+@click.option("--preset", help="For a sweep folder: the preset to publish.")
+@click.option("--k", "k", help=_SHOTS_HELP)
+@click.option("--seed", type=int, help="For a sweep folder: the seed whose adapter is published.")
+def push_command(
+    folder: str, repo_id: str, public: bool, revision: str | None, dry_run: bool, license_ack: bool,
+    license_id: str | None, preset: str | None, k: str | None, seed: int | None,
+) -> None:  # fmt: skip
+    """Publish an adapter, run or sweep FOLDER to the Hub in one commit, with its model card."""
+    from hfm.hub.push import push
+
+    result = push(
+        folder, repo_id, public=public, revision=revision, dry_run=dry_run, license_ack=license_ack,
+        license=license_id, preset=preset, k=k, seed=seed,
+    )  # fmt: skip
+    for path, size in result.files:
+        click.echo(f"{size:>12,d}  {path}")
+    redacted = sum(result.redactions.values())
+    note = f"; {redacted} local path(s) redacted" if redacted else ""
+    visibility = "private" if result.private else "public"
+    click.echo(f"{len(result.files)} files, {result.total_bytes:,d} bytes{note}")
+    if result.dry_run:
+        click.echo(f"dry run: nothing sent to {repo_id} ({visibility}, branch {result.revision})")
+    else:
+        created = f"created {visibility} repository, " if result.created else ""
+        click.echo(f"pushed to {repo_id}: {created}commit {result.commit} on {result.revision}")
+
+
+@cli.command("pull")
+@click.argument("repo_id")
+@click.option("--revision", help="Branch, tag or commit (default: main).")
+def pull_command(repo_id: str, revision: str | None) -> None:
+    """Download the adapter in REPO_ID (ORG/NAME) and print its local folder."""
+    from hfm.hub.pull import pull
+
+    click.echo(str(pull(repo_id, revision=revision)))
+
+
 
 
 def main(argv: list[str] | None = None) -> int:
