@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -78,7 +76,7 @@ def test_probe_balanced_and_mlp_and_no_val(make_twin) -> None:
 def test_probe_matches_sklearn_on_bccd(make_twin, shared_data) -> None:
     """BCCD cell crops, features = 8x8 RGB thumbnails (192 values): same test accuracy within 1 point.
 
-    Speed is measured by ``benchmarks/probe_fit.py``; here only a gross regression (3x slower) fails.
+    Speed is measured by ``benchmarks/probe_fit.py`` (never asserted in a test).
     """
     from sklearn.linear_model import LogisticRegression  # noqa: F401 - import outside the timed region
 
@@ -95,13 +93,8 @@ def test_probe_matches_sklearn_on_bccd(make_twin, shared_data) -> None:
         probe = get_tuner("probe")(
             _embedding_backbone(make_twin, tx.shape[1]), 3, l2_grid=grid, class_weight=class_weight
         )
-        start = time.perf_counter()
         _fit(probe, tx, ty, vx, vy)
-        ours_s = time.perf_counter() - start
         ours = (probe.predict_proba_embeddings(torch.from_numpy(sx)).argmax(-1).numpy() == sy).mean()
-        start = time.perf_counter()
         predict = sklearn_probe(tx, ty, vx, vy, grid, class_weight=class_weight)
-        theirs_s = time.perf_counter() - start
         theirs = (predict(sx) == sy).mean()
         assert abs(ours - theirs) <= 0.01, (class_weight, ours, theirs)
-        assert ours_s < 3 * theirs_s, (class_weight, ours_s, theirs_s)
