@@ -49,7 +49,9 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def _rebuild_backbone(config: dict[str, Any], device: Any, dtype: Any, trust_remote_code: bool) -> Backbone:
+def _rebuild_backbone(
+    config: dict[str, Any], device: Any, dtype: Any, trust_remote_code: bool, allow_pickle: bool
+) -> Backbone:
     from hfm.backbones import load_backbone
 
     info = config["backbone"]
@@ -62,6 +64,7 @@ def _rebuild_backbone(config: dict[str, Any], device: Any, dtype: Any, trust_rem
         revision=info.get("resolved_revision") or spec.get("revision"),
         twin=bool(info.get("twin", False)),
         trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
         device=device,
         dtype=dtype,
     )
@@ -73,6 +76,7 @@ def load_adapter(
     revision: str | None = None,
     backbone: Backbone | None = None,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
     device: Any = None,
     dtype: Any = None,
 ) -> AdaptedModel:
@@ -84,6 +88,8 @@ def load_adapter(
         backbone: Use this backbone instead of loading the recorded one (it must be the same model; the
             adapter takes ownership of it, e.g. peft wraps it).
         trust_remote_code: Allow the backbone's Hub code to run (never taken from the adapter itself).
+        allow_pickle: Allow the backbone's pickled weights, read with ``torch.load(weights_only=True)``
+            (never taken from the adapter itself either).
         device: Device for the backbone and weights.
         dtype: Backbone dtype passed to :func:`hfm.load_backbone`.
 
@@ -97,7 +103,7 @@ def load_adapter(
         folder = Path(download_adapter(str(folder_or_repo_id), revision=revision))
     config = read_config(folder)
     if backbone is None:
-        backbone = _rebuild_backbone(config, device, dtype, trust_remote_code)
+        backbone = _rebuild_backbone(config, device, dtype, trust_remote_code, allow_pickle)
     elif device is not None:
         backbone.to(device)
     classes = [str(c) for c in config["classes"]]

@@ -173,44 +173,6 @@ def validate_command(recipes: tuple[str, ...]) -> None:
         raise click.ClickException(f"{problems} of {len(recipes)} recipe(s) invalid")
 
 
-def _predict_files(adapter: str, paths: list[str], batch_size: int) -> list[dict[str, object]]:
-    """Load the adapter once, read each image (DICOM by its suffix), return class and probabilities."""
-    from pathlib import Path
-
-    import torch
-
-    from hfm.adapter import load_adapter
-    from hfm.data.images import open_image
-
-    model = load_adapter(adapter)
-    transform = model.backbone.transform
-    classes = [str(c) for c in model.classes]
-    rows: list[dict[str, object]] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        tensors = []
-        for path in chunk:
-            image: object
-            if path.lower().endswith(".dcm"):
-                from hfm.data.dicom import DicomOpener
-
-                image = DicomOpener()(Path(path))
-            else:
-                try:
-                    image = open_image(Path(path))
-                except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file
-                    raise HfmError(
-                        f"{path}: cannot read the image ({err}); pass PNG, JPEG, TIFF, BMP or DICOM"
-                    ) from None
-            tensors.append(transform(image))
-        proba = model.predict_proba(torch.stack(tensors)).cpu()
-        for path, p in zip(chunk, proba.tolist(), strict=True):
-            best = max(range(len(p)), key=p.__getitem__)
-            probabilities = dict(zip(classes, p, strict=True))
-            rows.append({"image": path, "predicted": classes[best], "probabilities": probabilities})
-    return rows
-
-
 @cli.command("predict")
 @click.argument("adapter")
 @click.argument(
@@ -218,11 +180,32 @@ def _predict_files(adapter: str, paths: list[str], batch_size: int) -> list[dict
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-def predict_command(adapter: str, images: tuple[str, ...], as_json: bool, batch_size: int) -> None:
+@click.option("--revision", help="For a Hub adapter: branch, tag or commit of the adapter repo.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow the base model's Hub code to run.")
+@click.option("--allow-pickle", is_flag=True, help="Allow the base model's pickled weights (weights_only).")
+def predict_command(
+    adapter: str,
+    images: tuple[str, ...],
+    as_json: bool,
+    batch_size: int,
+    revision: str | None,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+) -> None:
     """Classify images with an adapter (a folder or a Hub repo id): class and probabilities per image."""
     import json
 
-    for row in _predict_files(adapter, list(images), batch_size):
+    from hfm.inference import predict_files
+
+    rows = predict_files(
+        adapter,
+        list(images),
+        batch_size=batch_size,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
+    )
+    for row in rows:
         if as_json:
             click.echo(json.dumps(row))
         else:
@@ -304,8 +287,6 @@ def pull_command(repo_id: str, revision: str | None) -> None:
     from hfm.hub.pull import pull
 
     click.echo(str(pull(repo_id, revision=revision)))
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,12 +93,15 @@ class BackboneBlock(_Strict):
         revision: Commit, tag or branch to pin (``None``: the catalog's pin, else what the Hub serves).
         twin: Use the tiny random-weight twin of the same family (offline smoke runs).
         trust_remote_code: Allow code from the Hub repo; only for models that need it, asked for by name.
+        allow_pickle: Allow pickled weights (read with ``torch.load(weights_only=True)``) for models that
+            publish no safetensors, asked for by name.
     """
 
     name: str = Field(min_length=1)
     revision: str | None = None
     twin: bool = False
     trust_remote_code: bool = False
+    allow_pickle: bool = False
 
 
 class HubTarget(_Strict):

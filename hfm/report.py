@@ -120,10 +120,9 @@ def plot_label_efficiency(summary: dict[str, Any], path: Path, title: str = "") 
 
     k is placed on a log2 axis; ``all`` sits one step to the right of the largest numeric k.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    # A bare Figure draws off-screen without touching pyplot's backend or its global figure list, so a
+    # notebook's own inline plots keep working after a sweep.
+    from matplotlib.figure import Figure
 
     primary = summary["primary_metric"]
     rows = summary["rows"]
@@ -134,7 +133,8 @@ def plot_label_efficiency(summary: dict[str, Any], path: Path, title: str = "") 
     def x_of(k: int | str) -> float:
         return all_x if k == "all" else float(k)
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    ax = fig.subplots()
     presets = list(dict.fromkeys(r["preset"] for r in rows))
     for preset in presets:
         mine = [r for r in rows if r["preset"] == preset and r[primary]["mean"] is not None]
@@ -159,7 +159,6 @@ def plot_label_efficiency(summary: dict[str, Any], path: Path, title: str = "") 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 

@@ -182,6 +182,7 @@ class _Sweep:
                 revision=block.revision,
                 twin=block.twin,
                 trust_remote_code=block.trust_remote_code,
+                allow_pickle=block.allow_pickle,
             )
             self._backbone.eval()
         return self._backbone
