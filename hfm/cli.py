@@ -246,8 +246,12 @@ def card_command(
 
 @cli.command("push")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=str))
-@click.option("--repo", "repo_id", required=True, help="Target repository, ORG/NAME.")
-@click.option("--public", is_flag=True, help="Create the repository public (default: private).")
+@click.option("--repo", "repo_id", help="Target repository, ORG/NAME (default: the recipe's hub.repo_id).")
+@click.option(
+    "--public/--private",
+    default=None,
+    help="Visibility of a new repository (default: the recipe's, else private).",
+)
 @click.option("--revision", help="Branch to commit to (default: main; created when missing).")
 @click.option("--dry-run", is_flag=True, help="List the files and sizes to upload; send nothing.")
 @click.option("--license-ack", is_flag=True, help="Publish although the base license restricts derivatives.")
@@ -256,7 +260,7 @@ def card_command(
 @click.option("--k", "k", help=_SHOTS_HELP)
 @click.option("--seed", type=int, help="For a sweep folder: the seed whose adapter is published.")
 def push_command(
-    folder: str, repo_id: str, public: bool, revision: str | None, dry_run: bool, license_ack: bool,
+    folder: str, repo_id: str | None, public: bool | None, revision: str | None, dry_run: bool, license_ack: bool,
     license_id: str | None, preset: str | None, k: str | None, seed: int | None,
 ) -> None:  # fmt: skip
     """Publish an adapter, run or sweep FOLDER to the Hub in one commit, with its model card."""
@@ -273,10 +277,10 @@ def push_command(
     visibility = "private" if result.private else "public"
     click.echo(f"{len(result.files)} files, {result.total_bytes:,d} bytes{note}")
     if result.dry_run:
-        click.echo(f"dry run: nothing sent to {repo_id} ({visibility}, branch {result.revision})")
+        click.echo(f"dry run: nothing sent to {result.repo_id} ({visibility}, branch {result.revision})")
     else:
         created = f"created {visibility} repository, " if result.created else ""
-        click.echo(f"pushed to {repo_id}: {created}commit {result.commit} on {result.revision}")
+        click.echo(f"pushed to {result.repo_id}: {created}commit {result.commit} on {result.revision}")
 
 
 @cli.command("pull")

@@ -79,9 +79,9 @@ def _stage(pub: Publication, stage: Path, card_text: str) -> None:
 
 def push(
     folder: str | Path,
-    repo_id: str,
+    repo_id: str | None = None,
     *,
-    public: bool = False,
+    public: bool | None = None,
     revision: str | None = None,
     dry_run: bool = False,
     license_ack: bool = False,
@@ -98,8 +98,10 @@ def push(
 
     Args:
         folder: The local folder; only read.
-        repo_id: ``org/name`` on the Hub (or on the mirror ``HF_ENDPOINT`` names).
-        public: Create the repository public (default private). An existing repository keeps its visibility.
+        repo_id: ``org/name`` on the Hub (or on the mirror ``HF_ENDPOINT`` names); default: the recipe's
+            ``hub.repo_id``.
+        public: Create the repository public; default: the recipe's ``hub.private`` (else private). An
+            existing repository keeps its visibility.
         revision: Branch to commit to (created from ``main`` when missing); default ``main``.
         dry_run: Stage and check everything, list the files, send nothing.
         license_ack: Publish although the base model's license restricts derivatives or redistribution.
@@ -113,9 +115,18 @@ def push(
     Raises:
         HubError: A refused or failed push; the message says whether anything reached the Hub.
     """
+    pub = inspect_folder(folder, preset=preset, k=k, seed=seed)
+    target = pub.recipe.get("hub") or {}
+    if repo_id is None:
+        repo_id = target.get("repo_id")
+        if not repo_id:
+            raise HubError(
+                f"{folder}: no target repository: pass --repo ORG/NAME or set hub.repo_id in the recipe"
+            )
+    if public is None:
+        public = not bool(target.get("private", True))
     if not _REPO_ID.match(repo_id):
         raise HubError(f"repository id {repo_id!r} is not ORG/NAME; pass e.g. --repo my-lab/uni-lora-crc")
-    pub = inspect_folder(folder, preset=preset, k=k, seed=seed)
     spec = pub.spec
     policy = policy_for(spec.get("license"), gated=bool(spec.get("gated")))
     if policy.needs_ack and not license_ack:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -75,7 +76,12 @@ class LoraModel(AdaptedModel):
         )
         self.backbone.requires_grad_(False)
         try:
-            self.backbone.model = peft.get_peft_model(self.backbone.model, peft_config)
+            with warnings.catch_warnings():
+                # transformers 5 deprecates the attribute peft still reads; nothing for a user to act on.
+                warnings.filterwarnings(
+                    "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+                )
+                self.backbone.model = peft.get_peft_model(self.backbone.model, peft_config)
         except ValueError as err:  # peft's NoMatchingPeftModuleError is a ValueError
             raise TunerError(
                 f"{self.tuner_name}: target modules {targets!r} match nothing in backbone {spec.name!r}: "

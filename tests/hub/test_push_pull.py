@@ -79,6 +79,25 @@ def test_sweep_push_holds_plot_metrics_and_episodes(sweep: Path, hub_server: Hub
     assert result.redactions["recipe.yaml"] == 1
 
 
+def test_recipe_hub_block_gives_repo_and_visibility(tmp_path: Path, hub_server: HubServer) -> None:
+    import shutil
+
+    import yaml
+
+    from .conftest import make_sweep
+
+    root = make_sweep(tmp_path / "sweep")
+    recipe = yaml.safe_load((root / "recipe.yaml").read_text())
+    with pytest.raises(HubError, match="--repo ORG/NAME or set hub.repo_id"):
+        push(root)
+    recipe["hub"] = {"repo_id": "lab/from-recipe", "private": False}
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = push(root)
+    assert result.repo_id == "lab/from-recipe"
+    assert hub_server.repo("lab/from-recipe").private is False
+    shutil.rmtree(root)
+
+
 def test_dry_run_lists_files_and_sends_nothing(
     sweep: Path, hub_server: HubServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -61,6 +61,8 @@ def build_transformers(
     model_cls = getattr(transformers, tower) if tower and not raw.get("auto_map") else transformers.AutoModel
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # hfm checks missing weights itself (below), in one line
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a per-tensor "Loading weights" bar is noise here
     try:
         model, info = model_cls.from_pretrained(
             str(folder),
@@ -77,6 +79,8 @@ def build_transformers(
         raise BackboneLoadError(f"{label}: transformers could not load {folder}: {first}") from err
     finally:
         transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     # An unused pooler is harmless unless the spec pools with it; any other missing weight is a real mismatch.
     uses_pooler = spec is not None and spec.pooling == "pooler"
     missing = [k for k in info.get("missing_keys", []) if uses_pooler or "pooler" not in k]
