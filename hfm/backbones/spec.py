@@ -83,7 +83,9 @@ class BackboneSpec:
         if self.loader not in LOADERS:
             raise ValueError(f"backbone {self.name!r}: loader must be one of {LOADERS}, got {self.loader!r}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"backbone {self.name!r}: pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise ValueError(
+                f"backbone {self.name!r}: pooling must be one of {POOLINGS}, got {self.pooling!r}"
+            )
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"backbone {self.name!r}: mean and std need three values each")
 
