@@ -29,6 +29,8 @@ def test_cli_help_lists_command_groups(capsys) -> None:  # type: ignore[no-untyp
 
 
 def test_python_dash_m_runs_the_same_cli() -> None:
-    proc = subprocess.run([sys.executable, "-m", "hfm", "--version"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hfm", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0
     assert hfm.__version__ in proc.stdout
