@@ -24,7 +24,16 @@ from hfm.errors import TunerError
 if TYPE_CHECKING:
     from hfm.tuners.base import AdaptedModel
 
-_BUILTIN_MODULES = ("probe", "lora", "vpt", "full", "bitfit")
+# Built-in tuner name -> module. A name is imported only when asked for, so a probe-only sweep never imports
+# peft (and with it much of transformers).
+_BUILTINS = {
+    "probe": "probe",
+    "lora": "lora",
+    "dora": "lora",
+    "vpt": "vpt",
+    "full": "full",
+    "bitfit": "bitfit",
+}
 _REGISTRY: dict[str, type[AdaptedModel]] = {}
 _builtins_loaded = False
 
@@ -54,7 +63,7 @@ def _load_builtins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    for module in _BUILTIN_MODULES:
+    for module in sorted(set(_BUILTINS.values())):
         importlib.import_module(f"hfm.tuners.{module}")
 
 
@@ -64,7 +73,8 @@ def get_tuner(name: str) -> type[AdaptedModel]:
     Raises:
         TunerError: For an unknown name (the message lists the known ones).
     """
-    _load_builtins()
+    if name not in _REGISTRY and name in _BUILTINS:
+        importlib.import_module(f"hfm.tuners.{_BUILTINS[name]}")
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -35,6 +35,9 @@ class ProbeConfig(TunerConfig):
         max_iter: L-BFGS iterations per grid point.
         tol: Stop when the largest gradient entry falls below this (scikit-learn's default is the same).
         metric: Validation metric that picks the L2 strength.
+        grid_patience: Stop walking the grid after this many grid points in a row that do not beat the best
+            validation metric so far (the weak-regularisation end is the slowest to fit and rarely wins once
+            validation accuracy has stopped improving); ``None`` walks the whole grid.
     """
 
     l2: float | None = None
@@ -44,11 +47,14 @@ class ProbeConfig(TunerConfig):
     max_iter: int = 200
     tol: float = 1e-4
     metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"
+    grid_patience: int | None = 2
 
     def check(self, tuner: str) -> None:
         positive(tuner, max_iter=self.max_iter, tol=self.tol)
         if self.hidden_dim is not None:
             positive(tuner, hidden_dim=self.hidden_dim)
+        if self.grid_patience is not None:
+            positive(tuner, grid_patience=self.grid_patience)
         if self.l2 is not None and self.l2 < 0:
             raise TunerError(f"tuner {tuner!r}: parameter 'l2' must be >= 0, got {self.l2}")
         if not self.l2_grid or any(v < 0 for v in self.l2_grid):
@@ -149,6 +155,7 @@ class ProbeModel(AdaptedModel):
         # Warm starts suit the convex linear head; an MLP would collapse to zero under the strongest L2 and
         # never leave that saddle, so it restarts from its initial weights at every grid point.
         initial = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        worse = 0
         for l2 in grid:
             if cfg.hidden_dim is not None:
                 head.load_state_dict(initial)
@@ -161,6 +168,11 @@ class ProbeModel(AdaptedModel):
             scores[repr(l2)] = None if math.isnan(value) else value
             if best is None or value > best[1]:
                 best = (l2, value, {k: v.detach().clone() for k, v in head.state_dict().items()})
+                worse = 0
+            else:  # no better than the best so far (ties keep the stronger, simpler model)
+                worse += 1
+                if cfg.grid_patience is not None and worse >= cfg.grid_patience:
+                    break
         assert best is not None
         head.load_state_dict(best[2])
         device = self.feat_mean.device

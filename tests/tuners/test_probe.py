@@ -98,3 +98,22 @@ def test_probe_matches_sklearn_on_bccd(make_twin, shared_data) -> None:
         predict = sklearn_probe(tx, ty, vx, vy, grid, class_weight=class_weight)
         theirs = (predict(sx) == sy).mean()
         assert abs(ours - theirs) <= 0.01, (class_weight, ours, theirs)
+
+
+def test_grid_patience_stops_the_walk_once_validation_turns_down(make_twin) -> None:
+    """Few, noisy training examples: weak L2 overfits, so validation stops improving and the walk ends early."""
+    tx, ty = synthetic_embeddings(24, seed=0)
+    vx, vy = synthetic_embeddings(400, seed=1)
+    grid = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+    full = get_tuner("probe")(_embedding_backbone(make_twin, 32), 4, l2_grid=grid, grid_patience=None)
+    full_info = _fit(full, tx, ty, vx, vy)
+    assert len(full_info["grid"]) == len(grid)
+    early = get_tuner("probe")(_embedding_backbone(make_twin, 32), 4, l2_grid=grid, grid_patience=1)
+    early_info = _fit(early, tx, ty, vx, vy)
+    walked = list(early_info["grid"].values())
+    # It stops right after the first grid point that does not beat the best so far ...
+    assert len(walked) < len(grid)
+    assert walked[-1] <= max(walked[:-1])
+    assert all(walked[i] > max(walked[:i]) for i in range(1, len(walked) - 1))
+    # ... and the points it did walk score exactly as in the full walk.
+    assert walked == list(full_info["grid"].values())[: len(walked)]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# GPU benchmark on one H100/H200 (under 5 minutes): ViT-B/16 at 224 px, bf16, fused attention.
+# Usage: bash benchmarks/gpu.sh [--compile] [--results-dir DIR] [--peak-tflops T]   (see gpu.py --help)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-python}"
+if [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ]; then python=.venv/bin/python; fi
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null \
+  || echo "nvidia-smi not found"
+exec timeout 300 "$python" benchmarks/gpu.py "$@"
