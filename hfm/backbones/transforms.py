@@ -94,9 +94,11 @@ class ImageTransform:
             pil = pil.crop((left, top, left + size, top + size))
         # In numpy: a handful of tiny torch ops per image would compete with the model for its threads
         # when images are decoded in the main process.
-        array = np.asarray(pil, dtype=np.float32) * np.float32(1.0 / 255.0)
-        array = (array - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        scaled: np.ndarray = np.asarray(pil, dtype=np.float32) * np.float32(1.0 / 255.0)
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        normalised = (scaled - mean) / std
+        return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
 
     def normalize(self, tensor: torch.Tensor) -> torch.Tensor:
         """Normalise a ``[..., 3, H, W]`` tensor in [0, 1]."""
