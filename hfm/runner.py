@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hfm import recipes
+from hfm._fs import move_into_place
 from hfm.errors import HfmError
 from hfm.metrics import evaluate
 from hfm.recipes import Preset, Recipe, Shot
@@ -320,13 +321,7 @@ class _Sweep:
             }
             model.save(tmp / "adapter", metadata=self.adapter_metadata(preset, k, seed, test))
             _write_json(tmp / "metrics.json", record)
-            if final.exists():
-                old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-                final.rename(old)
-                tmp.rename(final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(final)
+            move_into_place(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
