@@ -71,6 +71,9 @@ def balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
 
 
+PROBE_PARAMS: dict[str, Any] = {}  # extra probe parameters from the command line (e.g. grid_patience)
+
+
 def fit_hfm(arrays: Arrays, n_classes: int, backbone: Any) -> dict[str, Any]:
     """hfm's probe: ``fit_embeddings`` (standardises, walks the L2 grid with warm starts, picks on val)."""
     import torch
@@ -78,7 +81,7 @@ def fit_hfm(arrays: Arrays, n_classes: int, backbone: Any) -> dict[str, Any]:
     from hfm.tuners import get_tuner
 
     xtr, ytr, xva, yva, xte, _ = arrays
-    probe: Any = get_tuner("probe")(backbone, n_classes)  # a ProbeModel
+    probe: Any = get_tuner("probe")(backbone, n_classes, **PROBE_PARAMS)  # a ProbeModel
     info = probe.fit_embeddings(
         torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xva), torch.from_numpy(yva)
     )
@@ -151,7 +154,15 @@ def compare(name: str, arrays: Arrays, reps: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument(
+        "--grid-patience",
+        default="default",
+        help="the probe's grid_patience: an integer, 'none' to walk the whole grid like the baseline, "
+        "or 'default' (the probe's default)",
+    )
     args = _common.parse_args(p, argv)
+    if args.grid_patience != "default":
+        PROBE_PARAMS["grid_patience"] = None if args.grid_patience == "none" else int(args.grid_patience)
     threads = _common.setup_threads(args.threads)
     reps = args.reps or (1 if args.quick else 3)
     start = time.perf_counter()
@@ -166,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, arrays in sets:
         if arrays is not None:
             rows.append(compare(name, arrays, reps))
-    payload = {"machine": _common.machine_info(threads), "reps": reps, "results": rows}
+    payload = {
+        "machine": _common.machine_info(threads),
+        "reps": reps,
+        "probe_params": PROBE_PARAMS,
+        "results": rows,
+    }
     payload["wall_s"] = time.perf_counter() - start
     _common.write_result("probe_fit", payload, args)
     return 0
