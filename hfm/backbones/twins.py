@@ -307,7 +307,13 @@ def _write_transformers(spec: BackboneSpec, folder: Path) -> None:
         }
         model = transformers.AutoModel.from_config(config, **init_kwargs)
         size = int(over.get("image_size", 32))
-    model.save_pretrained(str(folder))  # type: ignore[operator]
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a "Writing model shards" bar for a 100 kB twin is noise
+    try:
+        model.save_pretrained(str(folder))  # type: ignore[operator]
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     preprocessor = {
         "do_resize": True,
         "size": {"height": size, "width": size},

@@ -21,7 +21,9 @@ from hfm.backbones.spec import LOADERS, POOLINGS, BackboneSpec
 
 SPECS = list_specs()
 TIMM_SPECS = [s for s in SPECS if s.loader == "timm"]
-HF_SPECS = [s for s in SPECS if s.loader == "transformers"]
+# Token-sequence transformers (ViT, DINOv2, SigLIP); SAM's encoder returns a feature map and is checked apart.
+HF_SPECS = [s for s in SPECS if s.loader == "transformers" and s.architecture != "sam"]
+SAM_SPECS = [s for s in SPECS if s.loader == "transformers" and s.architecture == "sam"]
 OPEN_CLIP_SPECS = [s for s in SPECS if s.loader == "open_clip"]
 
 TIMM_SMALL = {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size": 8}
@@ -243,6 +245,25 @@ def test_transformers_embed_dim_is_pooling_times_width(spec: BackboneSpec) -> No
     factor = 2 if spec.pooling == "cls+mean" else 1
     assert spec.embed_dim // factor in {384, 768, 1024, 1152, 1536}
     assert spec.architecture in CONFIG_MAPPING
+
+
+@pytest.mark.parametrize("spec", SAM_SPECS, ids=_ids(SAM_SPECS))
+def test_sam_entry_pools_the_neck_map_and_targets_attention(spec: BackboneSpec) -> None:
+    """SAM encoders: no prefix tokens, the embedding is the neck's channel count, LoRA hits qkv/proj per block."""
+    from transformers import SamVisionConfig, SamVisionModel
+
+    assert spec.pooling == "mean" and spec.num_prefix_tokens == 0
+    assert spec.embed_dim == SamVisionConfig().output_channels  # 256 for the published ViT-B encoder
+    config = SamVisionConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
+        output_channels=32, global_attn_indexes=[1], mlp_dim=128,
+    )  # fmt: skip
+    model = SamVisionModel(config).eval()
+    with torch.no_grad():
+        out = model(pixel_values=torch.randn(2, 3, 32, 32)).last_hidden_state
+    assert out.shape == (2, 32, 4, 4)  # [B, channels, H/patch, W/patch]: hfm flattens it to 16 tokens
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    assert len([n for n in names if re.fullmatch(str(spec.lora_targets), n)]) == 2 * 2
 
 
 # -- open_clip entries --------------------------------------------------------------------------------------

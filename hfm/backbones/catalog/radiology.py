@@ -1,10 +1,10 @@
 """Radiology backbones (X-ray, CT, MRI). Each entry cites where its loading facts come from.
 
-Not in the catalog:
-    MedSAM (``flaviagiammarino/medsam-vit-base``) ships only as a full ``SamModel`` (mask decoder and prompt
-    encoder included) in pickled ``pytorch_model.bin`` form; its image encoder returns a 256-channel 64x64 neck
-    map at a fixed 1024 px input rather than a token sequence with prefix tokens, and loading the encoder alone
-    would need checkpoint key remapping that no hfm loader does. It does not fit the Backbone interface cleanly.
+MedSAM's image encoder fits the Backbone interface as a feature-map model: the SAM ViT-B encoder's neck returns
+a 256-channel 64x64 map at its fixed 1024 px input, which hfm reads as 4,096 tokens without prefix tokens and
+mean-pools to one 256-d embedding; only the vision tower of the published ``SamModel`` is loaded (the prompt
+encoder and mask decoder are dropped). The checkpoint is a pickled ``pytorch_model.bin``, so loading the real
+weights needs ``allow_pickle=True`` (read with ``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
@@ -42,5 +42,28 @@ SPECS: list[BackboneSpec] = [
             "image_size": 32,
             "patch_size": 8,
         },
+    ),
+    # Card (huggingface.co/wanglab/medsam-vit-base, license apache-2.0): a transformers ``SamModel`` (ViT-B) fine-
+    # tuned from SAM on 1.57M medical image-mask pairs over 10 modalities; its SamProcessor resizes the longest
+    # side to 1024, normalises with ImageNet mean/std and pads to 1024x1024 (for square inputs, a plain resize).
+    # The SAM vision attention modules are ``layers.N.attn.qkv`` / ``.proj`` (checked in transformers 5.24).
+    # Segmentation needs prompts and the mask decoder; hfm uses the image encoder for classification only.
+    BackboneSpec(
+        name="radiology/medsam",
+        hub_id="wanglab/medsam-vit-base",
+        loader="transformers",
+        architecture="sam",
+        input_size=1024,
+        interpolation="bilinear",
+        pooling="mean",
+        num_prefix_tokens=0,
+        embed_dim=256,
+        lora_targets=r".*layers\.\d+\.attn\.(qkv|proj)",
+        modality="radiology",
+        license="apache-2.0",
+        params_m=89.7,
+        citation="Ma et al., Segment anything in medical images, Nature Communications 2024",
+        source="https://huggingface.co/wanglab/medsam-vit-base",
+        description="SAM ViT-B image encoder fine-tuned for medical image segmentation (MedSAM); mean of the neck map.",
     ),
 ]
