@@ -23,6 +23,21 @@ from hfm.errors import HubError
 _RECORD = "https://zenodo.org/records/10519652/files"
 
 # name -> (class names, {size: md5}); single-label 2D sets only (ChestMNIST is multi-label).
+# The three organ views (axial, coronal, sagittal) share one label set.
+_ORGAN_CLASSES = [
+    "bladder",
+    "femur-left",
+    "femur-right",
+    "heart",
+    "kidney-left",
+    "kidney-right",
+    "liver",
+    "lung-left",
+    "lung-right",
+    "pancreas",
+    "spleen",
+]
+
 MEDMNIST: dict[str, tuple[list[str], dict[int, str]]] = {
     "pathmnist": (
         [
@@ -133,19 +148,7 @@ MEDMNIST: dict[str, tuple[list[str], dict[int, str]]] = {
         },
     ),
     "organamnist": (
-        [
-            "bladder",
-            "femur-left",
-            "femur-right",
-            "heart",
-            "kidney-left",
-            "kidney-right",
-            "liver",
-            "lung-left",
-            "lung-right",
-            "pancreas",
-            "spleen",
-        ],
+        _ORGAN_CLASSES,
         {
             28: "68e3f8846a6bd62f0c9bf841c0d9eacc",
             64: "2dcccc29b88e6da5a01161ef20cda288",
@@ -154,19 +157,7 @@ MEDMNIST: dict[str, tuple[list[str], dict[int, str]]] = {
         },
     ),
     "organcmnist": (
-        [
-            "bladder",
-            "femur-left",
-            "femur-right",
-            "heart",
-            "kidney-left",
-            "kidney-right",
-            "liver",
-            "lung-left",
-            "lung-right",
-            "pancreas",
-            "spleen",
-        ],
+        _ORGAN_CLASSES,
         {
             28: "b9ceb9546e10131b32923c5bbeaea2b1",
             64: "3ce34a8724ea6f548e6db4744d03b6a9",
@@ -175,19 +166,7 @@ MEDMNIST: dict[str, tuple[list[str], dict[int, str]]] = {
         },
     ),
     "organsmnist": (
-        [
-            "bladder",
-            "femur-left",
-            "femur-right",
-            "heart",
-            "kidney-left",
-            "kidney-right",
-            "liver",
-            "lung-left",
-            "lung-right",
-            "pancreas",
-            "spleen",
-        ],
+        _ORGAN_CLASSES,
         {
             28: "9ab87b696fb54e2a387ebe992d6ed5f1",
             64: "53a6d115339d874c25e309a994ff46d3",
