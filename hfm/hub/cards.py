@@ -100,7 +100,7 @@ def _data_block(pub: Publication) -> dict[str, str]:
     if kind == "hf" and source.get("id"):
         description = f"Hub dataset [{source['id']}](https://huggingface.co/datasets/{source['id']})"
     else:
-        description = f"`{kind}` source `{name}`"
+        description = f"`{name}` ({kind} source)" if name != kind else f"hfm's `{kind}` source"
     group_key = data.get("group_key") or pub.recipe.get("group_key")
     if group_key:
         groups = (
@@ -241,10 +241,12 @@ def card_parts(
     recipe_name = pub.config.get("recipe_name") or pub.recipe.get("name") or ""
     episode_files = [p for p in pub.extra_files if p.endswith("episode.json")]
     k_text = f"{pub.k}-shot" if str(pub.k) != "all" else "all-label"
+    # "an 8-shot", "an 11-shot", "an 18-shot", "an all-label" (said aloud, these start with a vowel sound).
+    article = "An" if k_text[0] in "a8" or str(pub.k) in ("11", "18") else "A"
     variables: dict[str, Any] = {
         "title": f"{model_name}: {pub.tuner} adapter on {hub_id}",
         "summary": (
-            f"A {k_text} `{pub.tuner}` adapter (preset `{pub.preset}`) for {modality} image classification into "
+            f"{article} {k_text} `{pub.tuner}` adapter (preset `{pub.preset}`) for {modality} image classification into "
             f"{len(pub.config.get('classes') or [])} classes, on top of [{hub_id}](https://huggingface.co/{hub_id}). "
             "Trained and evaluated with hfm under a few-shot protocol; reload it with "
             "`hfm.load_adapter`."
