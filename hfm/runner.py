@@ -288,9 +288,16 @@ class _Sweep:
         out = [model.predict_proba(batch[0]) for batch in loader]
         return torch.cat(out).cpu()
 
-    def execute(self, preset: Preset, k: Shot, seed: int, final: Path) -> None:
-        """One run, written into a temporary folder renamed to ``final`` once everything is in it."""
+    def execute(self, preset: Preset, k: Shot, seed: int, final: Path, *, write: bool = True) -> None:
+        """One run, written into a temporary folder renamed to ``final`` once everything is in it.
+
+        Under a multi-process launch every process trains and evaluates (the collectives need them all), and
+        only the main process writes (``write``).
+        """
         splits = self.splits
+        if not write:
+            self.fit_and_predict(preset, self.episode(k, seed), seed)
+            return
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()
@@ -370,6 +377,21 @@ def _collect(out_dir: Path, grid: Iterable[tuple[Preset, Shot, int]]) -> list[di
     return runs
 
 
+def _rank() -> int:
+    """This process's rank under a multi-process launch (torchrun, accelerate launch); 0 otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    from hfm.embeddings import process_info
+
+    return process_info()[0]
+
+
+def _barrier() -> None:
+    """Wait for every process of a multi-process launch (no-op in a single process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def run(
     recipe: Recipe | str | os.PathLike[str] | dict[str, Any],
     *,
@@ -415,10 +437,15 @@ def run(
     recipes.check_data_paths(loaded, where)
     recipes.check_presets(loaded, where)
     out_dir = loaded.output_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out_dir)
-    _atomic_text(out_dir / "recipe.yaml", recipes.to_yaml(loaded))
-    _write_json(out_dir / "environment.json", environment())
+    rank = _rank()
+    main = rank == 0
+    progress = progress and main
+    verbose = verbose and main
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _clean_stale(out_dir)
+        _atomic_text(out_dir / "recipe.yaml", recipes.to_yaml(loaded))
+        _write_json(out_dir / "environment.json", environment())
 
     sweep = _Sweep(loaded, out_dir, progress)
     grid = [(p, k, s) for p in sweep.presets for k in loaded.shots for s in loaded.seeds]
@@ -430,6 +457,7 @@ def run(
             result.skipped.append(folder)
         else:
             todo.append((preset, k, seed))
+    _barrier()  # every process plans from the same folder state before the main one writes runs
     if todo:
         sweep.splits  # noqa: B018 - data and backbone errors stop the sweep before any run starts
         sweep.backbone  # noqa: B018
@@ -440,21 +468,27 @@ def run(
         folder = run_dir(out_dir, preset.name, k, seed)
         failure = _failure_path(out_dir, preset.name, k, seed)
         try:
-            sweep.execute(preset, k, seed, folder)
+            sweep.execute(preset, k, seed, folder, write=main)
         except KeyboardInterrupt:
             raise
         except Exception as err:
-            failure.parent.mkdir(parents=True, exist_ok=True)
-            failure.write_text(traceback.format_exc(), encoding="utf-8")
+            if main:
+                failure.parent.mkdir(parents=True, exist_ok=True)
+                failure.write_text(traceback.format_exc(), encoding="utf-8")
             line = str(err).splitlines()[0] if str(err) else type(err).__name__
             if not isinstance(err, HfmError):
                 line = f"{type(err).__name__}: {line}"
             result.failed.append((name, line, failure))
             tqdm.write(f"hfm: run {name} failed: {line} (traceback: {failure})")
             continue
-        failure.unlink(missing_ok=True)
+        if main:
+            failure.unlink(missing_ok=True)
         result.finished.append(folder)
     bar.close()
+    _barrier()
+    result.seconds = time.perf_counter() - start
+    if not main:  # the main process writes and prints the summary
+        return result
 
     runs = _collect(out_dir, grid)
     backbone = sweep._backbone.describe() if sweep._backbone is not None else {"name": loaded.backbone.name}

@@ -71,5 +71,43 @@ def test_two_process_cpu_run(tmp_path) -> None:
     assert ranks[0]["steps"] == 2 * 3  # 9 examples / 2 processes -> 5 each -> 3 batches of 2 per epoch
 
 
+@pytest.mark.slow
+def test_two_process_sweep_writes_once(tmp_path) -> None:
+    """``torchrun -m hfm run``: both processes train, only the main one writes the runs and prints the table."""
+    import yaml
+
+    import hfm
+
+    hfm.load_backbone(BACKBONE, twin=True)  # write the twin once, before two processes race for it
+    recipe = {
+        "name": "ddp",
+        "backbone": {"name": BACKBONE, "twin": True},
+        "data": {"type": "synthetic", "n_classes": 2, "n_per_class": 6, "seed": 0},
+        "presets": ["probe/logreg", "lora/r8-attn"],
+        "shots": [2],
+        "seeds": [0],
+        "training": {"max_steps": 2},
+        "bootstrap": 50,
+    }
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, "-m", "hfm", "run", str(path), "--out", str(out), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run(s) done") == 1  # one summary, from the main process
+    for preset in ("probe/logreg", "lora/r8-attn"):
+        run = out / preset / "k2" / "seed0"
+        assert {"adapter", "metrics.json", "predictions.csv", "episode.json"} <= {
+            p.name for p in run.iterdir()
+        }
+    assert not [p for p in out.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+    assert json.loads((out / "summary.json").read_text())["rows"]
+
+
 if __name__ == "__main__":
     _worker(Path(sys.argv[1]))
