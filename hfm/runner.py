@@ -150,10 +150,11 @@ def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 class _Sweep:
     """The state shared by every run of one sweep: the recipe, the data, one backbone, cached embeddings."""
 
-    def __init__(self, recipe: Recipe, out_dir: Path, progress: bool) -> None:
+    def __init__(self, recipe: Recipe, out_dir: Path, progress: bool, resume: bool = False) -> None:
         self.recipe = recipe
         self.out_dir = out_dir
         self.progress = progress
+        self.resume = resume
         self.presets = recipe.resolved_presets
         self.recipe_dict = recipe.model_dump(mode="json")
         self._splits: Any = None
@@ -236,6 +237,10 @@ class _Sweep:
         """Training settings: the preset's defaults, overridden key by key by the recipe's, plus the seed."""
         return {**preset.training, **self.recipe.training, "seed": seed}
 
+    def checkpoint_dir(self, preset: Preset, k: Shot, seed: int) -> Path:
+        """Where a trained run keeps its resumable checkpoint until the run folder is complete."""
+        return self.out_dir / CHECKPOINTS / preset.name / f"k{k}" / f"seed{seed}"
+
     def fit_and_predict(self, preset: Preset, ep: Any, seed: int) -> tuple[Any, np.ndarray]:
         """Build the tuner's model, fit it on the episode, and return it with test probabilities."""
         from hfm.tuners import get_tuner
@@ -262,7 +267,16 @@ class _Sweep:
             model = tuner(copy.deepcopy(self.backbone), splits.num_classes, **preset.params)
             settings = self.training_config(preset, seed)
             augment = settings.pop("augment", None)
-            config = TrainConfig.model_validate({"progress": self.progress, **settings})
+            checkpoints = self.checkpoint_dir(preset, ep.k, seed)
+            config = TrainConfig.model_validate(
+                {
+                    "progress": self.progress,
+                    **settings,
+                    # --resume continues an interrupted run from its last epoch (same result as uninterrupted).
+                    "checkpoint_dir": str(checkpoints),
+                    "resume": self.resume,
+                }
+            )
             train = ImageDataset(
                 ep.subset(splits.train),
                 self.backbone.transform,
@@ -329,6 +343,7 @@ class _Sweep:
             model.save(tmp / "adapter", metadata=self.adapter_metadata(preset, k, seed, test))
             _write_json(tmp / "metrics.json", record)
             move_into_place(tmp, final)
+            shutil.rmtree(self.checkpoint_dir(preset, k, seed), ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -350,6 +365,9 @@ class _Sweep:
             },
             "metrics": {"test": {key: test[key] for key in (*self.recipe.metrics, "n", "ci") if key in test}},
         }
+
+
+CHECKPOINTS = ".checkpoints"
 
 
 def _run_name(preset: str, k: Shot, seed: int) -> str:
@@ -447,7 +465,7 @@ def run(
         _atomic_text(out_dir / "recipe.yaml", recipes.to_yaml(loaded))
         _write_json(out_dir / "environment.json", environment())
 
-    sweep = _Sweep(loaded, out_dir, progress)
+    sweep = _Sweep(loaded, out_dir, progress, resume)
     grid = [(p, k, s) for p in sweep.presets for k in loaded.shots for s in loaded.seeds]
     result = SweepResult(out_dir=out_dir, summary={})
     todo = []

@@ -116,6 +116,7 @@ class FitResult:
         epochs: Epochs completed.
         steps: Optimizer steps taken.
         stopped_early: Whether patience ran out.
+        resumed_from_epoch: Epochs that were already done in the checkpoint this fit resumed from (0: none).
         history: One dict per epoch: ``epoch``, ``step``, ``train_loss``, ``lr`` and ``val_<metric>``.
         extra: Tuner-specific facts (the probe's chosen L2 strength, ...).
     """
@@ -126,6 +127,7 @@ class FitResult:
     epochs: int
     steps: int
     stopped_early: bool = False
+    resumed_from_epoch: int = 0
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -301,6 +303,7 @@ def fit(
 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad": 0, "history": []}
     best_state: dict[str, torch.Tensor] | None = None
+    resumed_from = 0
     ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
     if cfg.resume and ckpt is not None and ckpt.is_file():
         payload = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -313,6 +316,7 @@ def fit(
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         state, best_state = payload["state"], payload["best_state"]
+        resumed_from = int(state["epoch"])
 
     bar = tqdm(
         total=total,
@@ -433,4 +437,5 @@ def fit(
         steps=state["step"],
         stopped_early=bool(stopped),
         history=list(state["history"]),
+        resumed_from_epoch=resumed_from,
     )

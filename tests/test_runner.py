@@ -209,3 +209,47 @@ def test_every_smoke_recipe_runs(path: Path, tmp_path: Path, request: pytest.Fix
 def test_run_dir_layout(tmp_path: Path) -> None:
     assert run_dir(tmp_path, "lora/r8-attn", "all", 3) == tmp_path / "lora" / "r8-attn" / "kall" / "seed3"
     shutil.rmtree(tmp_path)
+
+
+def test_resume_continues_an_interrupted_training_run(tmp_path, monkeypatch) -> None:
+    """A run killed after its first epoch resumes from the checkpoint and ends as an uninterrupted run."""
+    import hfm.train
+
+    recipe = {
+        "name": "resume",
+        "backbone": {"name": "pathology/kaiko-vitb16", "twin": True},
+        "data": {"type": "synthetic", "n_classes": 2, "n_per_class": 8, "seed": 0},
+        "presets": ["lora/r8-attn"],
+        "shots": [4],
+        "seeds": [0],
+        "training": {"epochs": 3, "batch_size": 4, "patience": 10},
+        "bootstrap": 50,
+    }
+    whole = hfm.run(recipe, out=tmp_path / "whole", progress=False, verbose=False)
+    assert whole.ok
+
+    real_fit = hfm.train.fit
+
+    def killed_after_first_epoch(model, train, val=None, config=None, **kwargs):  # type: ignore[no-untyped-def]
+        def stop(entry: dict) -> None:
+            raise KeyboardInterrupt  # after the epoch's checkpoint was written
+
+        return real_fit(model, train, val, config, on_epoch_end=stop)
+
+    monkeypatch.setattr(hfm.train, "fit", killed_after_first_epoch)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        hfm.run(recipe, out=cut, progress=False, verbose=False)
+    run = cut / "lora" / "r8-attn" / "k4" / "seed0"
+    checkpoint = cut / ".checkpoints" / "lora" / "r8-attn" / "k4" / "seed0"
+    assert not run.exists() and any(checkpoint.iterdir())
+
+    monkeypatch.setattr(hfm.train, "fit", real_fit)
+    resumed = hfm.run(recipe, out=cut, resume=True, progress=False, verbose=False)
+    assert resumed.ok and resumed.finished == [run]
+    fit = json.loads((run / "metrics.json").read_text())["fit"]
+    assert fit["epochs"] == 3 and fit["resumed_from_epoch"] == 1
+    assert (run / "predictions.csv").read_text() == (
+        whole.out_dir / "lora" / "r8-attn" / "k4" / "seed0" / "predictions.csv"
+    ).read_text()
+    assert not checkpoint.exists()  # a finished run leaves no checkpoint behind
