@@ -14,16 +14,8 @@ import hfm
 from hfm.embeddings import SubsetImages
 from hfm.train import TrainConfig, fit
 
-# pathology/uni's twin keeps timm's LayerScale init (1e-5), so its class token barely depends on the image
-# and nothing can learn from it; kaiko's plain timm ViT stands in for the family here (uni is covered by the
-# structural tests in test_tuners.py).
-FAMILIES = {
-    "timm-vit": "pathology/kaiko-vitb16",
-    "timm-vit-reg": "pathology/virchow2",
-    "hf-dinov2": "radiology/rad-dino",
-    "hf-vit": "pathology/phikon",
-}
-TUNERS = ("probe", "lora", "dora", "vpt", "full", "bitfit")
+from .conftest import FAMILIES, TUNERS
+
 LR = {"lora": 1e-2, "dora": 1e-2, "vpt": 5e-2, "full": 1e-3, "bitfit": 1e-2}
 #: Trainable tensors that legitimately get no gradient in a classification forward pass.
 UNUSED = ("mask_token", "pooler.")
