@@ -28,3 +28,7 @@ class HubError(HfmError):
 
 class TunerError(HfmError, ValueError):
     """A tuner cannot be applied to this backbone or with these parameters."""
+
+
+class MethodError(HfmError, ValueError):
+    """A method cannot be used with these parameters, this tuner or this data."""

@@ -16,13 +16,14 @@ import importlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hfm.errors import ConfigError
 from hfm.metrics import METRICS
+from hfm.sweep import Shot, sort_shots
 
 TUNER_NAMES: tuple[str, ...] = ("probe", "lora", "dora", "vpt", "full", "bitfit")
 """Tuners the shipped presets may name (the registry may hold more; it is asked when importable)."""
@@ -34,15 +35,25 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ADAPTERS = PACKAGE_ROOT.parent / "adapters"
 PACKAGE_ADAPTERS = PACKAGE_ROOT / "_data" / "adapters"
 
-Shot = int | Literal["all"]
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class MethodBlock(_Strict):
+    """How a preset uses labelled and unlabelled data (see :mod:`hfm.methods`).
+
+    Attributes:
+        name: Registered method name (default ``supervised``: labelled examples only).
+        params: Keyword arguments of the method.
+    """
+
+    name: str = Field(default="supervised", min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class Preset(_Strict):
-    """A tuner with its hyper-parameters and training defaults.
+    """A tuner with its hyper-parameters and training defaults, and the method that trains it.
 
     Attributes:
         name: ``<tuner>/<name>`` for shipped presets (the run folder name below the sweep folder).
@@ -51,6 +62,8 @@ class Preset(_Strict):
         params: Keyword arguments of the tuner (rank, prompts, ...).
         training: Training defaults that suit this tuner (learning rate, epochs); the recipe's own
             ``training`` block overrides them key by key.
+        method: How labelled and unlabelled data are used (a name, or ``{name, params}``); ``supervised``
+            when absent, so presets of different methods compare on the same draws in one sweep.
     """
 
     name: str = Field(min_length=1)
@@ -58,6 +71,12 @@ class Preset(_Strict):
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
+    method: MethodBlock = Field(default_factory=MethodBlock)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     @field_validator("name")
     @classmethod
@@ -78,11 +97,6 @@ class Preset(_Strict):
         if value not in known:
             raise ValueError(f"unknown tuner {value!r}: use one of {', '.join(known)}")
         return value
-
-    @property
-    def uses_embeddings(self) -> bool:
-        """Whether this preset trains on cached embeddings (the probe) rather than on images."""
-        return self.tuner == "probe"
 
 
 class BackboneBlock(_Strict):
@@ -129,7 +143,6 @@ class Recipe(_Strict):
         presets: Preset names, YAML paths or inline presets (one or several).
         shots: Labelled examples per class, e.g. ``[1, 2, 4, 8, 16, "all"]``.
         seeds: Episode (and training) seeds.
-        group_key: Name of the grouping (patient, slide) kept out of episodes when it appears in val/test.
         allow_fewer: Allow classes with fewer than k training examples (use them all) instead of failing.
         training: Training settings for the tuners that train end to end (override preset defaults).
         metrics: Metrics to report; ``primary_metric`` is the one tabulated first and plotted.
@@ -146,7 +159,6 @@ class Recipe(_Strict):
     presets: list[str | Preset] = Field(min_length=1)
     shots: list[Shot] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    group_key: str | None = None
     allow_fewer: bool = False
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: list[str] = Field(default_factory=lambda: list(METRICS), min_length=1)
@@ -155,6 +167,17 @@ class Recipe(_Strict):
     output: str | None = None
     hub: HubTarget | None = None
     embeddings: EmbeddingsBlock = Field(default_factory=EmbeddingsBlock)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_top_level_group_key(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "group_key" in value:
+            raise ValueError(
+                "group_key: groups are named in the data block only (group_key for npz, group_column for "
+                "csv, folder and hf sources) and honoured whenever the source has them; "
+                "remove the top-level group_key"
+            )
+        return value
 
     @field_validator("backbone", mode="before")
     @classmethod
@@ -184,7 +207,7 @@ class Recipe(_Strict):
                 raise ValueError(f"shots must be positive integers or 'all', got {k!r}")
         if len(set(value)) != len(value):
             raise ValueError("shots must not repeat")
-        return sorted(value, key=lambda k: float("inf") if k == "all" else float(k))
+        return sort_shots(value)
 
     @field_validator("seeds")
     @classmethod
@@ -550,8 +573,9 @@ def check_backbone(block: BackboneBlock, source: str) -> str:
 
 
 def check_presets(recipe: Recipe, source: str) -> None:
-    """Check each preset's parameters against its tuner's own typed config (unknown or bad values)."""
-    from hfm.errors import TunerError
+    """Check each preset's tuner and method parameters against their typed configs, and that they combine."""
+    from hfm.errors import MethodError, TunerError
+    from hfm.methods import get_method
     from hfm.tuners import get_tuner
 
     for i, preset in enumerate(recipe.resolved_presets):
@@ -560,6 +584,10 @@ def check_presets(recipe: Recipe, source: str) -> None:
             tuner.config_cls.from_params(preset.tuner, preset.params)
         except TunerError as err:
             raise ConfigError(f"{source}: presets.{i} ({preset.name}): params: {err}") from None
+        try:
+            get_method(preset.method.name)(**preset.method.params).check(tuner)
+        except MethodError as err:
+            raise ConfigError(f"{source}: presets.{i} ({preset.name}): method: {err}") from None
 
 
 def check_data_paths(recipe: Recipe, source: str) -> None:

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 
 from hfm.metrics import summarize
-
-
-def _k_order(k: int | str) -> float:
-    return float("inf") if k == "all" else float(k)
+from hfm.sweep import k_order
 
 
 def summarize_runs(runs: Sequence[dict[str, Any]], metrics: Sequence[str], primary: str) -> dict[str, Any]:
     """Aggregate finished runs into rows, one per (preset, k), in preset order then k order.
+
+    The one summary of a sweep: the sweep folder's tables and the model card's evaluation table both come from
+    here (the card from the runs it publishes).
 
     Args:
         runs: ``metrics.json`` contents of each finished run (keys ``preset``, ``k``, ``seed``, ``test``).
@@ -41,12 +41,13 @@ def summarize_runs(runs: Sequence[dict[str, Any]], metrics: Sequence[str], prima
         cells.setdefault((run["preset"], run["k"]), []).append(run)
     rows = []
     for preset in presets:
-        ks = sorted({k for (p, k) in cells if p == preset}, key=_k_order)
+        ks = sorted({k for (p, k) in cells if p == preset}, key=k_order)
         for k in ks:
             group = sorted(cells[(preset, k)], key=lambda r: r["seed"])
             row: dict[str, Any] = {
                 "preset": preset,
                 "tuner": group[0].get("tuner"),
+                "method": group[0].get("method", "supervised"),
                 "k": k,
                 "seeds": [r["seed"] for r in group],
                 "n_train": [r.get("n_train") for r in group],

@@ -1,13 +1,9 @@
 """Run a recipe: one backbone load and one embedding extraction, then a run per (preset, k, seed), then a summary.
 
-Layout of a sweep folder ``OUT``::
-
-    OUT/recipe.yaml                   the resolved recipe (presets inlined, paths absolute)
-    OUT/environment.json              library versions and hardware
-    OUT/<preset>/k<k>/seed<seed>/     one run: adapter/, metrics.json, predictions.csv, episode.json
-    OUT/failures/<run>.txt            the traceback of each failed run
-    OUT/summary.json|csv|md           preset x k, mean ± std over seeds, 95% bootstrap interval
-    OUT/label_efficiency.png          the primary metric against k
+The sweep folder's layout and the order of its runs live in :mod:`hfm.sweep`. Each run draws its labelled
+examples and unlabelled pool (:func:`hfm.data.episodes.draw`), builds its preset's tuner and hands both to its
+preset's method (:mod:`hfm.methods`), which fits the model and predicts test; the runner only evaluates and
+writes.
 
 A run folder is written under a temporary name and renamed when complete, so ``resume=True`` skips exactly the
 runs that finished and never trusts a half-written one. A failing run is recorded and the sweep goes on.
@@ -36,12 +32,24 @@ from tqdm.auto import tqdm
 
 from hfm import recipes
 from hfm._fs import move_into_place
+from hfm.data.episodes import Draw, draw, group_name
 from hfm.errors import HfmError
+from hfm.methods import get_method
+from hfm.methods.base import CachedEmbeddings, Method, MethodResult, RunContext
 from hfm.metrics import evaluate
-from hfm.recipes import Preset, Recipe, Shot
+from hfm.recipes import Preset, Recipe
 from hfm.report import write_summary
+from hfm.sweep import RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
 
-RUN_FILES = ("metrics.json", "predictions.csv", "episode.json", "adapter")
+__all__ = [
+    "RUN_FILES",
+    "SweepResult",
+    "is_finished",
+    "read_predictions",
+    "run",
+    "run_dir",
+    "write_predictions",
+]
 
 
 @dataclass
@@ -67,16 +75,6 @@ class SweepResult:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def run_dir(out_dir: Path, preset: str, k: Shot, seed: int) -> Path:
-    """The folder of one run."""
-    return out_dir / preset / f"k{k}" / f"seed{seed}"
-
-
-def is_finished(folder: Path) -> bool:
-    """A run folder is finished when it exists under its final name with every file (it was renamed last)."""
-    return folder.is_dir() and all((folder / name).exists() for name in RUN_FILES)
 
 
 def environment() -> dict[str, Any]:
@@ -159,9 +157,8 @@ class _Sweep:
         self.recipe_dict = recipe.model_dump(mode="json")
         self._splits: Any = None
         self._backbone: Any = None
-        self._embeddings: dict[str, torch.Tensor] | None = None
-        self._train_rows: dict[int, int] = {}
-        self.fit_info: dict[str, Any] = {}
+        self._embeddings: CachedEmbeddings | None = None
+        self._methods: dict[str, Method] = {}
 
     # -- shared, loaded once ------------------------------------------------------------------------------
     @property
@@ -189,29 +186,45 @@ class _Sweep:
             self._backbone.eval()
         return self._backbone
 
-    def embeddings(self) -> dict[str, torch.Tensor]:
-        """Embeddings of val, test and the train examples any episode of the sweep uses, extracted once.
+    def method(self, preset: Preset) -> Method:
+        """The preset's method, built once per preset."""
+        if preset.name not in self._methods:
+            self._methods[preset.name] = get_method(preset.method.name)(**preset.method.params)
+        return self._methods[preset.name]
 
-        Only the union of the sweep's episodes is embedded from the train split (episodes are cheap to draw),
-        so a 1-to-16-shot study on a large pool does not embed the whole pool. The embeddings module caches
-        each extraction on disk, keyed by backbone, preprocessing and data fingerprint.
+    def _embeds_pool(self) -> bool:
+        """Whether a preset's method reads the pool through cached embeddings (then the pool is embedded)."""
+        from hfm.tuners import get_tuner
+
+        return any(
+            self.method(p).needs.pool and self.method(p).uses_embeddings(get_tuner(p.tuner))
+            for p in self.presets
+        )
+
+    def embeddings(self) -> CachedEmbeddings:
+        """Embeddings of val, test and the train examples any draw of the sweep uses, extracted once.
+
+        Only the union of the sweep's labelled examples is embedded from the train split (draws are cheap), so
+        a 1-to-16-shot study on a large pool does not embed the whole pool, unless a method reads the pool's
+        embeddings. The embeddings module caches each extraction on disk, keyed by backbone, preprocessing
+        and data fingerprint.
         """
         if self._embeddings is None:
             from hfm.embeddings import extract
 
             splits = self.splits
             block = self.recipe.embeddings
-            rows = sorted(
-                {
-                    int(i)
-                    for k in self.recipe.shots
-                    for s in self.recipe.seeds
-                    for i in self.episode(k, s).indices
-                }
-            )
-            self._train_rows = {row: pos for pos, row in enumerate(rows)}
-            parts = {"train": splits.train.take(rows), "val": splits.val, "test": splits.test}
-            self._embeddings = {
+            pool = self._embeds_pool()
+            rows: set[int] = set()
+            for k in self.recipe.shots:
+                for s in self.recipe.seeds:
+                    drawn = self.draw(k, s)
+                    rows.update(int(i) for i in drawn.indices)
+                    if pool:
+                        rows.update(int(i) for i in drawn.pool)
+            ordered = sorted(rows)
+            parts = {"train": splits.train.take(ordered), "val": splits.val, "test": splits.test}
+            emb = {
                 name: extract(
                     self.backbone,
                     subset,
@@ -222,174 +235,135 @@ class _Sweep:
                 )
                 for name, subset in parts.items()
             }
+            self._embeddings = CachedEmbeddings(
+                train=emb["train"],
+                rows={row: pos for pos, row in enumerate(ordered)},
+                val=emb["val"],
+                test=emb["test"],
+            )
         return self._embeddings
 
     # -- one run ------------------------------------------------------------------------------------------
-    def episode(self, k: Shot, seed: int) -> Any:
-        """The (preset-independent) episode: same k and seed give the same examples for every preset."""
-        from hfm.data import episode
-
-        return episode(
-            self.splits, k, seed, group_key=self.recipe.group_key, allow_fewer=self.recipe.allow_fewer
-        )
+    def draw(self, k: Shot, seed: int) -> Draw:
+        """The (preset-independent) draw: same k and seed give the same examples and pool for every preset."""
+        return draw(self.splits, k, seed, allow_fewer=self.recipe.allow_fewer)
 
     def training_config(self, preset: Preset, seed: int) -> dict[str, Any]:
         """Training settings: the preset's defaults, overridden key by key by the recipe's, plus the seed."""
         return {**preset.training, **self.recipe.training, "seed": seed}
 
-    def checkpoint_dir(self, preset: Preset, k: Shot, seed: int) -> Path:
-        """Where a trained run keeps its resumable checkpoint until the run folder is complete."""
-        return self.out_dir / CHECKPOINTS / preset.name / f"k{k}" / f"seed{seed}"
-
-    def fit_and_predict(self, preset: Preset, ep: Any, seed: int) -> tuple[Any, np.ndarray]:
-        """Build the tuner's model, fit it on the episode, and return it with test probabilities."""
+    def fit_and_predict(self, preset: Preset, run: RunKey, drawn: Draw) -> tuple[Any, MethodResult]:
+        """Build the tuner's model and let the preset's method fit it on the draw and predict test."""
         from hfm.tuners import get_tuner
 
-        splits = self.splits
         tuner = get_tuner(preset.tuner)
-        torch.manual_seed(seed)
-        if tuner.uses_embeddings:
-            emb = self.embeddings()
-            rows = torch.as_tensor([self._train_rows[int(i)] for i in ep.indices], dtype=torch.long)
-            model: Any = tuner(self.backbone, splits.num_classes, **preset.params)
-            model.fit_embeddings(
-                emb["train"][rows],
-                torch.as_tensor(splits.train.labels[ep.indices]),
-                emb["val"],
-                torch.as_tensor(splits.val.labels),
-            )
-            self.fit_info = dict(getattr(model, "fit_info", {}) or {})
-            proba = model.predict_proba_embeddings(emb["test"])
-        else:
-            from hfm.data import Augment, ImageDataset
-            from hfm.train import TrainConfig, fit
-
-            model = tuner(copy.deepcopy(self.backbone), splits.num_classes, **preset.params)
-            settings = self.training_config(preset, seed)
-            augment = settings.pop("augment", None)
-            checkpoints = self.checkpoint_dir(preset, ep.k, seed)
-            config = TrainConfig.model_validate(
-                {
-                    "progress": self.progress,
-                    **settings,
-                    # --resume continues an interrupted run from its last epoch (same result as uninterrupted).
-                    "checkpoint_dir": str(checkpoints),
-                    "resume": self.resume,
-                }
-            )
-            train = ImageDataset(
-                ep.subset(splits.train),
-                self.backbone.transform,
-                augment=Augment(augment) if augment is not None else None,
-            )
-            val = ImageDataset(splits.val, self.backbone.transform) if len(splits.val) else None
-            self.fit_info = fit(model, train, val, config).to_dict()
-            proba = self.predict_images(model, splits.test)
-        return model, np.asarray(torch.as_tensor(proba).float().cpu().numpy(), dtype=np.float64)
-
-    def predict_images(self, model: Any, subset: Any) -> torch.Tensor:
-        from torch.utils.data import DataLoader
-
-        from hfm.data import ImageDataset
-
-        block = self.recipe.embeddings
-        loader = DataLoader(
-            ImageDataset(subset, self.backbone.transform),
-            batch_size=block.batch_size,
-            num_workers=block.num_workers,
-            shuffle=False,
+        method = self.method(preset)
+        cached = method.uses_embeddings(tuner)
+        torch.manual_seed(run.seed)
+        if cached:
+            self.embeddings()  # extracted once, after the seed and before the model, as it always was
+        backbone = self.backbone if cached else copy.deepcopy(self.backbone)
+        model: Any = tuner(backbone, self.splits.num_classes, **preset.params)
+        ctx = RunContext(
+            splits=self.splits,
+            draw=drawn,
+            seed=run.seed,
+            backbone=self.backbone,
+            training=self.training_config(preset, run.seed),
+            batch_size=self.recipe.embeddings.batch_size,
+            num_workers=self.recipe.embeddings.num_workers,
+            checkpoint_dir=run.checkpoint_dir(self.out_dir),
+            resume=self.resume,
+            progress=self.progress,
+            embed=self.embeddings,
         )
-        out = [model.predict_proba(batch[0]) for batch in loader]
-        return torch.cat(out).cpu()
+        return model, method.fit(model, ctx)
 
-    def execute(self, preset: Preset, k: Shot, seed: int, final: Path, *, write: bool = True) -> None:
-        """One run, written into a temporary folder renamed to ``final`` once everything is in it.
+    def execute(self, preset: Preset, run: RunKey, *, write: bool = True) -> None:
+        """One run, written into a temporary folder renamed to its final name once everything is in it.
 
         Under a multi-process launch every process trains and evaluates (the collectives need them all), and
         only the main process writes (``write``).
         """
         splits = self.splits
         if not write:
-            self.fit_and_predict(preset, self.episode(k, seed), seed)
+            self.fit_and_predict(preset, run, self.draw(run.k, run.seed))
             return
+        final = run.folder(self.out_dir)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()
         try:
             start = time.perf_counter()
-            ep = self.episode(k, seed)
-            ep.save(tmp / "episode.json")
-            model, proba = self.fit_and_predict(preset, ep, seed)
+            drawn = self.draw(run.k, run.seed)
+            drawn.save(tmp / "episode.json", splits.train)
+            model, result = self.fit_and_predict(preset, run, drawn)
             seconds = time.perf_counter() - start
+            ids = list(result.ids) if result.ids is not None else splits.test.ids
+            labels = result.labels if result.labels is not None else splits.test.labels
             test = evaluate(
-                splits.test.labels, proba, splits.classes,
-                metrics=self.recipe.metrics, n_bootstrap=self.recipe.bootstrap, seed=seed,
+                labels, result.proba, splits.classes,
+                metrics=self.recipe.metrics, n_bootstrap=self.recipe.bootstrap, seed=run.seed,
             )  # fmt: skip
-            write_predictions(
-                tmp / "predictions.csv", splits.test.ids, splits.test.labels, proba, splits.classes
-            )
+            write_predictions(tmp / "predictions.csv", ids, labels, result.proba, splits.classes)
+            method = self.method_record(preset, result)
             record = {
                 "preset": preset.name,
                 "tuner": preset.tuner,
-                "k": k,
-                "seed": seed,
-                "n_train": len(ep.indices),
+                "method": method["name"],
+                "method_params": method["params"],
+                "k": run.k,
+                "seed": run.seed,
+                "n_train": len(drawn.indices),
+                "n_unlabelled": method["n_unlabelled"],
                 "seconds": round(seconds, 3),
                 "data_fingerprint": splits.fingerprint,
                 "split": "test",
                 "test": test,
-                "fit": self.fit_info,
+                "fit": result.info,
             }
-            model.save(tmp / "adapter", metadata=self.adapter_metadata(preset, k, seed, test))
+            model.save(tmp / "adapter", metadata=self.adapter_metadata(preset, run, test, method))
             _write_json(tmp / "metrics.json", record)
             move_into_place(tmp, final)
-            shutil.rmtree(self.checkpoint_dir(preset, k, seed), ignore_errors=True)
+            shutil.rmtree(run.checkpoint_dir(self.out_dir), ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def adapter_metadata(self, preset: Preset, k: Shot, seed: int, test: dict[str, Any]) -> dict[str, Any]:
+    def method_record(self, preset: Preset, result: MethodResult) -> dict[str, Any]:
+        """The method as runs, adapters and cards record it: name, parameters, unlabelled examples used."""
+        return {
+            "name": preset.method.name,
+            "params": self.method(preset).params,
+            "n_unlabelled": int(result.n_unlabelled),
+        }
+
+    def adapter_metadata(
+        self, preset: Preset, run: RunKey, test: dict[str, Any], method: dict[str, Any]
+    ) -> dict[str, Any]:
         splits = self.splits
         return {
             "classes": list(splits.classes),
             "recipe": self.recipe_dict,
             "recipe_name": self.recipe.name,
             "preset": preset.name,
-            "seed": seed,
-            "k": k,
+            "method": method,
+            "seed": run.seed,
+            "k": run.k,
             "data": {
                 "fingerprint": splits.fingerprint,
                 "source": splits.source,
-                "group_key": self.recipe.group_key,
+                "group_key": group_name(splits),
                 "split_info": splits.split_info,
             },
             "metrics": {"test": {key: test[key] for key in (*self.recipe.metrics, "n", "ci") if key in test}},
         }
 
 
-CHECKPOINTS = ".checkpoints"
-
-
-def _run_name(preset: str, k: Shot, seed: int) -> str:
-    return f"{preset}/k{k}/seed{seed}"
-
-
-def _failure_path(out_dir: Path, preset: str, k: Shot, seed: int) -> Path:
-    return out_dir / "failures" / f"{preset.replace('/', '__')}__k{k}__seed{seed}.txt"
-
-
-def _clean_stale(out_dir: Path) -> None:
-    """Remove half-written run folders left by an interrupted sweep (their names start with a dot)."""
-    for tmp in out_dir.rglob(".seed*.tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
-    for old in out_dir.rglob(".seed*.old-*"):
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _collect(out_dir: Path, grid: Iterable[tuple[Preset, Shot, int]]) -> list[dict[str, Any]]:
+def _collect(out_dir: Path, runs_of: Iterable[RunKey]) -> list[dict[str, Any]]:
     runs = []
-    for preset, k, seed in grid:
-        folder = run_dir(out_dir, preset.name, k, seed)
+    for key in runs_of:
+        folder = key.folder(out_dir)
         if is_finished(folder):
             runs.append(json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
     return runs
@@ -461,32 +435,31 @@ def run(
     verbose = verbose and main
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _clean_stale(out_dir)
+        clean_stale(out_dir)
         _atomic_text(out_dir / "recipe.yaml", recipes.to_yaml(loaded))
         _write_json(out_dir / "environment.json", environment())
 
     sweep = _Sweep(loaded, out_dir, progress, resume)
-    grid = [(p, k, s) for p in sweep.presets for k in loaded.shots for s in loaded.seeds]
+    by_name = {p.name: p for p in sweep.presets}
+    runs_of = grid(list(by_name), loaded.shots, loaded.seeds)
     result = SweepResult(out_dir=out_dir, summary={})
     todo = []
-    for preset, k, seed in grid:
-        folder = run_dir(out_dir, preset.name, k, seed)
-        if resume and is_finished(folder):
-            result.skipped.append(folder)
+    for key in runs_of:
+        if resume and is_finished(key.folder(out_dir)):
+            result.skipped.append(key.folder(out_dir))
         else:
-            todo.append((preset, k, seed))
+            todo.append(key)
     _barrier()  # every process plans from the same folder state before the main one writes runs
     if todo:
         sweep.splits  # noqa: B018 - data and backbone errors stop the sweep before any run starts
         sweep.backbone  # noqa: B018
     bar = tqdm(todo, desc=f"sweep {loaded.name}", unit="run", disable=not progress)
-    for preset, k, seed in bar:
-        name = _run_name(preset.name, k, seed)
+    for key in bar:
+        name = key.name
         bar.set_postfix_str(name)
-        folder = run_dir(out_dir, preset.name, k, seed)
-        failure = _failure_path(out_dir, preset.name, k, seed)
+        failure = key.failure_file(out_dir)
         try:
-            sweep.execute(preset, k, seed, folder, write=main)
+            sweep.execute(by_name[key.preset], key, write=main)
         except KeyboardInterrupt:
             raise
         except Exception as err:
@@ -501,14 +474,14 @@ def run(
             continue
         if main:
             failure.unlink(missing_ok=True)
-        result.finished.append(folder)
+        result.finished.append(key.folder(out_dir))
     bar.close()
     _barrier()
     result.seconds = time.perf_counter() - start
     if not main:  # the main process writes and prints the summary
         return result
 
-    runs = _collect(out_dir, grid)
+    runs = _collect(out_dir, runs_of)
     backbone = sweep._backbone.describe() if sweep._backbone is not None else {"name": loaded.backbone.name}
     result.seconds = time.perf_counter() - start
     extra = {

@@ -3,6 +3,13 @@
 ``fit(model, train, val, config)`` trains an :class:`~hfm.tuners.base.AdaptedModel` in place and keeps the
 best state by the validation metric. Probes (``uses_embeddings``) are fitted on cached embeddings instead.
 
+The loop is shared; the per-batch loss is not. A method (:mod:`hfm.methods`) passes its ``loss``: a function of
+a ``forward`` (the model under the run's precision), the :class:`Batch` and the config. Supervised training is
+:func:`cross_entropy`. A method that learns from unlabelled images also passes ``unlabelled`` (a dataset of the
+pool, with its own transforms, e.g. weak and strong views); each labelled batch then comes with an unlabelled
+batch of ``unlabelled_batch_size`` examples in :attr:`Batch.unlabelled`, drawn in an order that derives from
+``(seed, epoch)`` alone, so resuming stays exact.
+
 Determinism: the example order of epoch ``e`` and every random draw in a step (dropout, augmentation) derive
 from ``(seed, epoch, step)`` alone, and checkpoints are written at epoch ends, so a run resumed from a
 checkpoint ends exactly where an uninterrupted one does.
@@ -16,7 +23,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -135,6 +142,59 @@ class FitResult:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass
+class Batch:
+    """What one training step hands the method's loss, already on the device.
+
+    Attributes:
+        images: Labelled images ``[B, ...]`` (augmented as configured).
+        labels: Their labels ``[B]``.
+        unlabelled: The unlabelled batch (every tensor the unlabelled dataset yields per example, stacked:
+            e.g. a weak and a strong view), or ``None`` when the method uses no unlabelled data.
+        epoch: Current epoch (0-based).
+        step: Optimizer steps taken so far.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    unlabelled: tuple[torch.Tensor, ...] | None = None
+    epoch: int = 0
+    step: int = 0
+
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+"""The model's forward pass under the run's precision (autocast applied): images in, logits out."""
+LossFn = Callable[[Forward, Batch, "TrainConfig"], torch.Tensor]
+"""A method's per-batch loss: ``loss(forward, batch, config)`` returns a scalar tensor."""
+
+
+def cross_entropy(forward: Forward, batch: Batch, config: TrainConfig) -> torch.Tensor:
+    """The supervised loss: cross-entropy of the labelled batch, with the configured label smoothing."""
+    logits = forward(batch.images)
+    return F.cross_entropy(logits.float(), batch.labels, label_smoothing=config.label_smoothing)
+
+
+def _unlabelled_batches(
+    data: Any, batch_size: int, cfg: TrainConfig, epoch: int, rank: int, world: int, pin: bool
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless unlabelled batches for one epoch: a fresh permutation per pass, seeded by (seed, epoch, pass)."""
+    n = len(data)
+    for cycle in range(1 << 30):
+        generator = torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, -4 - cycle))
+        perm = torch.randperm(n, generator=generator).tolist()
+        loader = DataLoader(
+            data,
+            batch_size=batch_size,
+            sampler=perm[rank::world],
+            num_workers=cfg.num_workers,
+            pin_memory=pin,
+            drop_last=True,
+            generator=generator,
+        )
+        for batch in loader:
+            yield tuple(x for x in batch if isinstance(x, torch.Tensor))
+
+
 def _labels(data: Any) -> torch.Tensor:
     labels = labels_of(data)
     if labels is not None:
@@ -248,6 +308,10 @@ def fit(
     *,
     accelerator: Accelerator | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    loss: LossFn = cross_entropy,
+    method: str = "supervised",
+    unlabelled: Any | None = None,
+    unlabelled_batch_size: int | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train``; keep the state that scored best on ``val``.
 
@@ -259,6 +323,11 @@ def fit(
         config: A :class:`TrainConfig` (or its dict).
         accelerator: An existing ``accelerate.Accelerator``; one is made otherwise (DDP under a launcher).
         on_epoch_end: Called on the main process with the epoch's history entry, after its checkpoint.
+        loss: The method's per-batch loss (default: supervised :func:`cross_entropy`).
+        method: The method's name, kept in the checkpoint (a checkpoint resumes only the same method).
+        unlabelled: A torch dataset of unlabelled examples (each item a tuple of tensors, transforms applied);
+            its batches reach ``loss`` as :attr:`Batch.unlabelled`.
+        unlabelled_batch_size: Unlabelled examples per step and process (default: ``batch_size``).
 
     Returns:
         A :class:`FitResult`.
@@ -284,6 +353,12 @@ def fit(
     n = len(train_ds)  # type: ignore[arg-type]
     if n == 0:
         raise DataError("training data is empty: check the episode and the data source")
+    u_batch = unlabelled_batch_size or cfg.batch_size
+    if unlabelled is not None and len(unlabelled) < u_batch * world:
+        raise DataError(
+            f"the unlabelled pool has {len(unlabelled)} examples, fewer than one unlabelled batch "
+            f"({u_batch} per process x {world}); lower the unlabelled batch size or add unlabelled images"
+        )
 
     per_rank = math.ceil(n / world)
     batches = math.ceil(per_rank / cfg.batch_size)
@@ -301,15 +376,23 @@ def fit(
     )
     trainable = list(model.trainable_parameters().values())
 
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        with autocast(precision, device):
+            return wrapped(images)  # type: ignore[no-any-return]
+
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad": 0, "history": []}
     best_state: dict[str, torch.Tensor] | None = None
     resumed_from = 0
     ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
     if cfg.resume and ckpt is not None and ckpt.is_file():
         payload = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if payload["fingerprint"] != cfg.fingerprint() or payload["tuner"] != model.tuner_name:
+        if (
+            payload["fingerprint"] != cfg.fingerprint()
+            or payload["tuner"] != model.tuner_name
+            or payload.get("method", "supervised") != method
+        ):
             raise TunerError(
-                f"checkpoint {ckpt} belongs to a different training config or tuner: "
+                f"checkpoint {ckpt} belongs to a different training config, tuner or method: "
                 "use another checkpoint_dir or resume=False"
             )
         model.load_tensors({k: v.to(device) for k, v in payload["model"].items()})
@@ -341,6 +424,11 @@ def fit(
                 generator=torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, -3)),
             )
             wrapped.train()
+            extra = (
+                _unlabelled_batches(unlabelled, u_batch, cfg, epoch, rank, world, device.type == "cuda")
+                if unlabelled is not None
+                else None
+            )
             losses: list[float] = []
             group_loss = torch.zeros((), device=device)
             for b, batch in enumerate(loader):
@@ -352,12 +440,13 @@ def fit(
                 no_sync = (
                     accelerator.no_sync(wrapped) if (world > 1 and not sync) else contextlib.nullcontext()
                 )
+                step = Batch(images=images, labels=labels, epoch=epoch, step=state["step"])
+                if extra is not None:
+                    step.unlabelled = tuple(x.to(device, non_blocking=True) for x in next(extra))
                 with no_sync:
-                    with autocast(precision, device):
-                        logits = wrapped(images)
-                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-                    accelerator.backward(loss / group_size)
-                group_loss = group_loss + loss.detach() / group_size
+                    batch_loss = loss(forward, step, cfg)
+                    accelerator.backward(batch_loss / group_size)
+                group_loss = group_loss + batch_loss.detach() / group_size
                 if not sync:
                     continue
                 mean_loss = float(accelerator.reduce(group_loss, reduction="mean"))
@@ -415,6 +504,7 @@ def fit(
                         {
                             "fingerprint": cfg.fingerprint(),
                             "tuner": model.tuner_name,
+                            "method": method,
                             "model": {k: v.detach().cpu() for k, v in model.state_to_save().items()},
                             "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(),

@@ -18,10 +18,17 @@ The protocol:
 
 Each episode is saved as JSON (ids, labels, positions, k, seed, data fingerprint) so a run can be rebuilt
 exactly and checked against the data it is applied to.
+
+A :class:`Draw` is what one (k, seed) gives a run: the episode (the labelled part) and the **unlabelled pool**,
+train minus the labelled examples minus every example whose group is in val or test. Both come from
+:func:`draw`, so the leakage rule (:func:`eligible`) lives here once, for the labelled examples and the pool
+alike. A draw has room for what later methods add: the query rounds of an active-learning sampler
+(:class:`QueryRound`, recorded in ``episode.json``), and bags (a bag draw will index bags instead of images).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +130,26 @@ class Episode:
             raise DataError(f"{path}: not a readable episode file ({err})") from None
 
 
+def group_name(splits: Splits) -> str | None:
+    """The name of the grouping the data source provides (its ``group_key`` or ``group_column``), or ``None``.
+
+    Groups come from the data block alone; a split without groups has no name (``None``), whatever a recipe
+    says. A source that has groups but no name for them is called ``"group"``.
+    """
+    if splits.train.groups is None:
+        return None
+    source = splits.source or {}
+    name = source.get("group_key") or source.get("group_column")
+    return str(name) if name else "group"
+
+
+def eligible(train: Subset, exclude_groups: set[str] | None) -> np.ndarray:
+    """Boolean mask of the train examples a draw may use: those whose group is not held out (val/test)."""
+    if exclude_groups and train.groups is not None:
+        return np.array([g not in exclude_groups for g in train.groups], dtype=bool)
+    return np.ones(len(train), dtype=bool)
+
+
 def episode(
     train: Subset | Splits,
     k: int | Literal["all"],
@@ -163,17 +190,15 @@ def episode(
     if group_key is not None and train.groups is None:
         raise DataError(f"group_key {group_key!r} given but the training split has no groups")
     fingerprint = fingerprint or train.fingerprint()
-    eligible = np.ones(len(train), dtype=bool)
-    if exclude_groups and train.groups is not None:
-        eligible = np.array([g not in exclude_groups for g in train.groups], dtype=bool)
-    excluded = int((~eligible).sum())
+    allowed = eligible(train, exclude_groups)
+    excluded = int((~allowed).sum())
     n_classes = len(classes) if classes is not None else (int(train.labels.max()) + 1 if len(train) else 0)
     present = sorted(set(train.labels.tolist())) if classes is None else list(range(n_classes))
 
     chosen: list[np.ndarray] = []
     counts: dict[int, int] = {}
     for label in present:
-        pool = np.flatnonzero((train.labels == label) & eligible)
+        pool = np.flatnonzero((train.labels == label) & allowed)
         name = classes[label] if classes is not None else str(label)
         want = len(pool) if k == "all" else int(k)
         if len(pool) < want or len(pool) == 0:
@@ -200,3 +225,105 @@ def episode(
         excluded=excluded,
         counts=counts,
     )
+
+
+@dataclass(frozen=True)
+class QueryRound:
+    """One round of an active-learning sampler: which train positions it chose, how and why.
+
+    Attributes:
+        round: Round number (0: the cold start).
+        strategy: The sampler's name.
+        indices: Train positions chosen in this round.
+        scores: The strategy's score of each chosen example (same order), when it has one.
+    """
+
+    round: int
+    strategy: str
+    indices: tuple[int, ...]
+    scores: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "strategy": self.strategy,
+            "indices": list(self.indices),
+            "scores": list(self.scores),
+        }
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What one (k, seed) gives a run: the labelled episode and the unlabelled pool (and later query rounds).
+
+    Attributes:
+        episode: The labelled examples (exact k per class, nested across k).
+        pool: Train positions (ascending) a method may use without their labels: train minus the episode minus
+            every example whose group is in val or test.
+        rounds: Query rounds of an active-learning sampler that chose the labelled examples (empty for the
+            default random-per-class draw).
+    """
+
+    episode: Episode
+    pool: np.ndarray
+    rounds: tuple[QueryRound, ...] = ()
+
+    # The labelled part, under the names runs have always used.
+    @property
+    def indices(self) -> np.ndarray:
+        return self.episode.indices
+
+    @property
+    def k(self) -> int | Literal["all"]:
+        return self.episode.k
+
+    @property
+    def seed(self) -> int:
+        return self.episode.seed
+
+    def labelled(self, train: Subset) -> Subset:
+        """The labelled examples as a subset of ``train`` (checked against the draw's ids)."""
+        return self.episode.subset(train)
+
+    def unlabelled(self, train: Subset) -> Subset:
+        """The pool as a subset of ``train`` (labels are kept for evaluation; a method must not read them)."""
+        return train.take([int(i) for i in self.pool])
+
+    def pool_fingerprint(self, train: Subset) -> str:
+        """A hash of the pool's example ids: two runs used the same pool exactly when these match."""
+        ids = "\n".join(train.ids[int(i)] for i in self.pool)
+        return hashlib.sha256(ids.encode("utf-8")).hexdigest()[:16]
+
+    def to_dict(self, train: Subset | None = None) -> dict[str, Any]:
+        """The episode's record plus the pool's size (and fingerprint, given ``train``) and the query rounds."""
+        out = self.episode.to_dict()
+        out["pool"] = {
+            "size": int(len(self.pool)),
+            "fingerprint": self.pool_fingerprint(train) if train is not None else None,
+        }
+        out["rounds"] = [r.to_dict() for r in self.rounds]
+        return out
+
+    def save(self, path: str | Path, train: Subset | None = None) -> Path:
+        """Write ``episode.json`` (the labelled episode as :meth:`Episode.save` does, plus pool and rounds)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(path.name + ".tmp")
+        temp.write_text(json.dumps(self.to_dict(train), indent=1), encoding="utf-8")
+        temp.replace(path)
+        return path
+
+
+def draw(splits: Splits, k: int | Literal["all"], seed: int, *, allow_fewer: bool = False) -> Draw:
+    """The draw of one (k, seed): the episode (see :func:`episode`) and the unlabelled pool.
+
+    The grouping is the data source's own (:func:`group_name`); examples whose group is in val or test are in
+    neither the episode nor the pool.
+    """
+    held = splits.heldout_groups() if splits.train.groups is not None else None
+    labelled = episode(
+        splits, k, seed, group_key=group_name(splits), exclude_groups=held, allow_fewer=allow_fewer
+    )
+    mask = eligible(splits.train, held)
+    mask[labelled.indices] = False
+    return Draw(episode=labelled, pool=np.flatnonzero(mask).astype(np.int64))

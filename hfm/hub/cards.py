@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,34 +46,37 @@ def _metric_names(pub: Publication) -> list[str]:
     return [m for m in wanted if m in present]
 
 
-def _summaries(pub: Publication, metrics: list[str]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
-    """``{(preset, k): {metric: {mean, std, n}}}`` over seeds."""
-    from hfm.metrics import summarize
+def _summary(pub: Publication, metrics: list[str]) -> dict[str, Any]:
+    """The sweep summary (:func:`hfm.report.summarize_runs`) of the runs behind the card."""
+    from hfm.report import summarize_runs
 
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for run in pub.runs:
-        groups[(run.preset, str(run.k))].append(split_metrics(run.metrics))
-    return {key: {m: summarize([g.get(m) for g in group]) for m in metrics} for key, group in groups.items()}
+    runs = [
+        {
+            "preset": r.preset,
+            "tuner": r.metrics.get("tuner"),
+            "method": r.metrics.get("method", "supervised"),
+            "k": r.k,
+            "seed": r.seed,
+            "n_train": r.metrics.get("n_train"),
+            "test": split_metrics(r.metrics),
+        }
+        for r in pub.runs
+    ]
+    primary = _primary(pub, metrics)
+    return summarize_runs(runs, metrics, primary) if primary else {"rows": [], "metrics": metrics}
 
 
-def _k_key(item: tuple[tuple[str, str], Any]) -> tuple[str, float]:
-    preset, k = item[0]
-    return preset, float(k) if k.isdigit() else float("inf")
+def _primary(pub: Publication, metrics: Sequence[str]) -> str | None:
+    wanted = str(pub.recipe.get("primary_metric") or "balanced_accuracy")
+    return wanted if wanted in metrics else (metrics[0] if metrics else None)
 
 
-def _summary_table(summaries: dict[tuple[str, str], dict[str, dict[str, Any]]], metrics: list[str]) -> str:
-    if not summaries:
+def _summary_table(summary: dict[str, Any]) -> str:
+    from hfm.report import to_markdown
+
+    if not summary["rows"]:
         return "No evaluation was recorded with this adapter."
-    head = "| preset | k | " + " | ".join(metrics) + " | n |"
-    lines = [head, "|" + "---|" * (len(metrics) + 3)]
-    for (preset, k), stats in sorted(summaries.items(), key=_k_key):
-        cells = [
-            f"{_fmt(s['mean'])} ± {_fmt(s['std'])}" if s["mean"] is not None else "n/a"
-            for s in stats.values()
-        ]
-        n = max((s["n"] for s in stats.values()), default=0)
-        lines.append(f"| {preset} | {k} | " + " | ".join(cells) + f" | {n} |")
-    return "\n".join(lines)
+    return to_markdown(summary).rstrip("\n")
 
 
 def _per_class_recall(pub: Publication) -> list[tuple[str, str]]:
@@ -101,20 +105,42 @@ def _data_block(pub: Publication) -> dict[str, str]:
         description = f"Hub dataset [{source['id']}](https://huggingface.co/datasets/{source['id']})"
     else:
         description = f"`{name}` ({kind} source)" if name != kind else f"hfm's `{kind}` source"
-    group_key = data.get("group_key") or pub.recipe.get("group_key")
-    if group_key:
-        groups = (
-            f"yes, by `{group_key}`: no `{group_key}` of the validation or test split appears in an episode."
-        )
-    else:
-        groups = "no group key was given, so one patient's images may fall in both training and test."
     return {
         "kind": kind,
         "name": name,
         "hub_id": str(source["id"]) if kind == "hf" and source.get("id") else "",
         "description": description,
         "fingerprint": str(data.get("fingerprint") or "not recorded"),
-        "groups": groups,
+        "groups": _groups_statement(data, source),
+    }
+
+
+def _groups_statement(data: dict[str, Any], source: dict[str, Any]) -> str:
+    """What the split did with groups, from what the run recorded (the data source names its groups)."""
+    info = data.get("split_info") or {}
+    name = data.get("group_key") or source.get("group_key") or source.get("group_column")
+    if not name and not info.get("group_aware"):
+        return (
+            "no: the data source gave no groups (patient, slide, study), so one patient's images may fall in "
+            "both training and test."
+        )
+    group = f"`{name}`" if name else "group"
+    if info.get("made_by") == "hfm":
+        made = " and ".join(info.get("made") or ["validation/test"])
+        how = f"hfm made the {made} split(s) whole {group} at a time, and "
+    else:
+        how = "the source's own splits were kept, and "
+    return f"yes, by {group}: {how}no {group} of the validation or test split appears in training."
+
+
+def _method(pub: Publication) -> dict[str, Any]:
+    """The method the adapter was trained with, as the run recorded it (adapters before methods: supervised)."""
+    recorded = pub.config.get("method")
+    method = dict(recorded) if isinstance(recorded, dict) else {}
+    return {
+        "name": str(method.get("name") or "supervised"),
+        "params": method.get("params") or {},
+        "n_unlabelled": int(method.get("n_unlabelled") or 0),
     }
 
 
@@ -135,7 +161,9 @@ def _usage_plain(pub: Publication, repo_id: str) -> str:
         'head.load_state_dict(load_file(f"{folder}/head.safetensors"))',
     ]
     if spec.get("loader") == "timm":
-        kwargs = "".join(f", {k}={v!r}" for k, v in (spec.get("loader_kwargs") or {}).items())
+        # num_classes=0 is written once below (a headless backbone); a spec that repeats it must not repeat it.
+        loader_kwargs = {k: v for k, v in (spec.get("loader_kwargs") or {}).items() if k != "num_classes"}
+        kwargs = "".join(f", {k}={v!r}" for k, v in loader_kwargs.items())
         lines = [
             "import timm",
             *common,
@@ -195,14 +223,18 @@ def card_parts(
     repo_id = repo_id or f"your-org/{Path(pub.root).name}"
     modality = str(spec.get("modality") or "general")
     metrics = _metric_names(pub)
-    summaries = _summaries(pub, metrics)
+    summary = _summary(pub, metrics)
+    published: dict[str, Any] = next(
+        (r for r in summary["rows"] if r["preset"] == pub.preset and str(r["k"]) == str(pub.k)), {}
+    )
     data = _data_block(pub)
     seeds = pub.seeds or sorted({r.seed for r in pub.runs}) or [int(pub.config.get("seed", 0))]
     published_seed = pub.config.get("seed", seeds[0])
     model_name = repo_id.split("/")[-1]
 
     eval_results = []
-    for metric, stats in summaries.get((pub.preset, str(pub.k)), {}).items():
+    for metric in metrics:
+        stats = published.get(metric) or {"mean": None}
         if stats["mean"] is None:
             continue
         eval_results.append(
@@ -276,11 +308,12 @@ def card_parts(
         "seeds": seeds,
         "published_seed": published_seed,
         "episode_files": episode_files,
-        "summary_table": _summary_table(summaries, metrics),
+        "summary_table": _summary_table(summary),
         "plot": "label_efficiency.png" if pub.plot else "",
         "per_class_recall": _per_class_recall(pub),
         "repo_id": repo_id,
         "tuner": pub.tuner,
+        "method": _method(pub),
         "usage_plain": _usage_plain(pub, repo_id),
         "versions": _versions(pub),
         "command": f"hfm run recipe.yaml  # recipe {recipe_name}" if recipe_name else "hfm run recipe.yaml",

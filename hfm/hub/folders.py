@@ -11,7 +11,6 @@ on the primary metric, and the run of the lowest seed, not the best one (the car
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,9 @@ from typing import Any
 import yaml
 
 from hfm.errors import HubError
+from hfm.sweep import PLOT_NAME, SUMMARY_FILES, k_order, parse_k, parse_run_path
 
 CONFIG_NAME = "hfm_config.json"
-PLOT_NAME = "label_efficiency.png"
-_RUN_PATH = re.compile(r"^(?P<preset>.+)/k(?P<k>[^/]+)/seed(?P<seed>-?\d+)$")
 # Files an adapter folder may publish (peft's own README.md is replaced by the card).
 ADAPTER_SUFFIXES = (".json", ".safetensors")
 
@@ -105,10 +103,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _k_value(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
-
-
 def split_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The test-split metrics inside a ``metrics.json`` (flat, or under ``test``)."""
     inner = metrics.get("test")
@@ -124,13 +118,13 @@ def _run_from_folder(folder: Path, config: dict[str, Any]) -> RunRecord:
     metrics_file = folder / "metrics.json"
     metrics = _read_json(metrics_file) if metrics_file.is_file() else _config_metrics(config)
     preset = str(config.get("preset") or config.get("tuner") or "adapter")
-    match = _RUN_PATH.match("/".join(folder.parts[-3:])) if len(folder.parts) >= 3 else None
+    match = parse_run_path("/".join(folder.parts[-3:])) if len(folder.parts) >= 3 else None
     if match and not config.get("preset"):
-        preset = match["preset"]
+        preset = match.preset
     preset = str(metrics.get("preset") or preset)
-    k = metrics.get("k", config.get("k", match["k"] if match else ""))
-    seed = metrics.get("seed", config.get("seed", int(match["seed"]) if match else 0))
-    return RunRecord(preset=preset, k=_k_value(str(k)), seed=int(seed), folder=folder, metrics=metrics)
+    k = metrics.get("k", config.get("k", match.k if match else ""))
+    seed = metrics.get("seed", config.get("seed", match.seed if match else 0))
+    return RunRecord(preset=preset, k=parse_k(str(k)), seed=int(seed), folder=folder, metrics=metrics)
 
 
 def _primary_metric(recipe: dict[str, Any]) -> str:
@@ -141,10 +135,6 @@ def _mean(runs: list[RunRecord], metric: str) -> float:
     values = [split_metrics(r.metrics).get(metric) for r in runs]
     finite = [float(v) for v in values if isinstance(v, (int, float))]
     return sum(finite) / len(finite) if finite else float("-inf")
-
-
-def _k_order(k: int | str) -> float:
-    return float(k) if isinstance(k, int) else float("inf")
 
 
 def inspect_folder(
@@ -205,7 +195,7 @@ def _inspect_sweep(root: Path, *, preset: str | None, k: int | str | None, seed:
     runs: list[RunRecord] = []
     for config_path in sorted(root.rglob(f"adapter/{CONFIG_NAME}")):
         run_dir = config_path.parent.parent
-        if _RUN_PATH.match(run_dir.relative_to(root).as_posix()):
+        if parse_run_path(run_dir.relative_to(root).as_posix()) is not None:
             runs.append(_run_from_folder(run_dir, _read_json(config_path)))
     if not runs:
         raise HubError(
@@ -218,7 +208,7 @@ def _inspect_sweep(root: Path, *, preset: str | None, k: int | str | None, seed:
         loaded = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
         recipe = loaded if isinstance(loaded, dict) else {}
     metric = _primary_metric(recipe)
-    chosen_k = _k_value(str(k)) if k is not None else max((r.k for r in runs), key=_k_order)
+    chosen_k = parse_k(str(k)) if k is not None else max((r.k for r in runs), key=k_order)
     at_k = [r for r in runs if str(r.k) == str(chosen_k)]
     if not at_k:
         raise HubError(f"no run with k={k} in {root}; available: {sorted({str(r.k) for r in runs})}")
@@ -257,7 +247,7 @@ def _inspect_sweep(root: Path, *, preset: str | None, k: int | str | None, seed:
                 pub.extra_files[f"runs/{rel}/{name}"] = run.folder / name
     if (root / "environment.json").is_file():
         pub.environment = _read_json(root / "environment.json")
-    for name in ("summary.json", "summary.csv", "summary.md", "recipe.yaml", "environment.json"):
+    for name in (*SUMMARY_FILES, "recipe.yaml", "environment.json"):
         if (root / name).is_file():
             pub.extra_files[name] = root / name
     return pub

@@ -15,13 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pydantic
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hfm._fs import move_into_place
-from hfm.errors import TunerError
+from hfm._params import TypedParams
+from hfm.errors import HfmError, TunerError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -43,37 +43,11 @@ _CORE_KEYS = (
 
 
 @dataclasses.dataclass
-class TunerConfig:
+class TunerConfig(TypedParams):
     """Base for the typed parameters of one tuner; subclasses are dataclasses with defaults for every field."""
 
-    @classmethod
-    def from_params(cls, tuner: str, params: dict[str, Any]) -> Self:
-        """Validate ``params`` (from a preset or a call) into this config.
-
-        Raises:
-            TunerError: For an unknown parameter (naming the allowed ones) or a value of the wrong type.
-        """
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise TunerError(
-                f"tuner {tuner!r} has no parameter {unknown[0]!r}: allowed are {', '.join(allowed) or 'none'}"
-            )
-        try:
-            config = pydantic.TypeAdapter(cls).validate_python(dict(params))
-        except pydantic.ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "?"
-            raise TunerError(f"tuner {tuner!r}: parameter {field!r}: {first['msg']}") from None
-        config.check(tuner)
-        return config
-
-    def check(self, tuner: str) -> None:
-        """Extra value checks (ranges, combinations); raise :class:`TunerError`."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+    kind: ClassVar[str] = "tuner"
+    error: ClassVar[type[HfmError]] = TunerError
 
 
 def positive(tuner: str, **values: float | int) -> None:

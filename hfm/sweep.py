@@ -1,0 +1,135 @@
+"""The layout of a sweep folder and the order of its runs: one home for what the runner, the report, the hub
+folders and the cards all need to agree on.
+
+A sweep is a grid of runs, one per :class:`RunKey` (preset, k, seed). Its folder ``OUT`` holds::
+
+    OUT/recipe.yaml                   the resolved recipe (presets inlined, paths absolute)
+    OUT/environment.json              library versions and hardware
+    OUT/<preset>/k<k>/seed<seed>/     one run: adapter/, metrics.json, predictions.csv, episode.json
+    OUT/.checkpoints/<run>/           a trained run's resumable checkpoint, until its folder is complete
+    OUT/failures/<run>.txt            the traceback of each failed run
+    OUT/summary.json|csv|md           preset x k, mean ± std over seeds, 95% bootstrap interval
+    OUT/label_efficiency.png          the primary metric against k
+
+k is ordered numerically with ``"all"`` last. A later axis (an active-learning sampler, say) becomes one more
+field of :class:`RunKey` with a default that keeps today's paths, so every reader of the layout follows at once.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+Shot = int | Literal["all"]
+
+RUN_FILES = ("metrics.json", "predictions.csv", "episode.json", "adapter")
+"""A run folder is complete when it holds all of these (it is renamed into place last)."""
+CHECKPOINTS = ".checkpoints"
+FAILURES = "failures"
+PLOT_NAME = "label_efficiency.png"
+SUMMARY_FILES = ("summary.json", "summary.csv", "summary.md")
+
+_RUN_PATH = re.compile(r"^(?P<preset>.+)/k(?P<k>[^/]+)/seed(?P<seed>-?\d+)$")
+
+T = TypeVar("T")
+
+
+def k_order(k: Shot | str) -> float:
+    """Sort key of a k: numbers in order, ``"all"`` (or any non-number) last."""
+    if isinstance(k, int) and not isinstance(k, bool):
+        return float(k)
+    text = str(k)
+    return float(text) if text.isdigit() else float("inf")
+
+
+def sort_shots(shots: Iterable[T]) -> list[T]:
+    """Shots in sweep order (``[8, "all", 1]`` -> ``[1, 8, "all"]``)."""
+    return sorted(shots, key=k_order)  # type: ignore[arg-type]
+
+
+def parse_k(text: str) -> Shot | str:
+    """A k as written in a folder name or a table (``"8"`` -> 8; ``"all"`` stays a string)."""
+    return int(text) if text.isdigit() else text
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One run of a sweep.
+
+    Attributes:
+        preset: Preset name (``lora/r8-attn``); may contain ``/``, which become folders.
+        k: Labelled examples per class.
+        seed: Draw (and training) seed.
+    """
+
+    preset: str
+    k: Shot
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The run's name in progress bars, failures and summaries: ``<preset>/k<k>/seed<seed>``."""
+        return f"{self.preset}/k{self.k}/seed{self.seed}"
+
+    def folder(self, out_dir: Path) -> Path:
+        """The run folder below the sweep folder."""
+        return out_dir / self.preset / f"k{self.k}" / f"seed{self.seed}"
+
+    def checkpoint_dir(self, out_dir: Path) -> Path:
+        """Where a trained run keeps its resumable checkpoint until its folder is complete."""
+        return out_dir / CHECKPOINTS / self.preset / f"k{self.k}" / f"seed{self.seed}"
+
+    def failure_file(self, out_dir: Path) -> Path:
+        """The traceback file of a failed run (one flat folder; ``/`` in preset names become ``__``)."""
+        return out_dir / FAILURES / f"{self.preset.replace('/', '__')}__k{self.k}__seed{self.seed}.txt"
+
+
+def grid(presets: Sequence[str], shots: Sequence[Shot], seeds: Sequence[int]) -> list[RunKey]:
+    """Every run of a sweep in execution order: preset by preset, then k ascending, then seed."""
+    return [RunKey(p, k, s) for p in presets for k in sort_shots(shots) for s in seeds]
+
+
+def run_dir(out_dir: Path, preset: str, k: Shot, seed: int) -> Path:
+    """The folder of one run (``OUT/<preset>/k<k>/seed<seed>``)."""
+    return RunKey(preset, k, seed).folder(out_dir)
+
+
+def parse_run_path(relative: str) -> RunKey | None:
+    """The run a folder path relative to the sweep folder names, or ``None`` when it names none."""
+    match = _RUN_PATH.match(relative)
+    if match is None:
+        return None
+    return RunKey(match["preset"], parse_k(match["k"]), int(match["seed"]))  # type: ignore[arg-type]
+
+
+def is_finished(folder: Path) -> bool:
+    """A run folder is finished when it exists under its final name with every file (it was renamed last)."""
+    return folder.is_dir() and all((folder / name).exists() for name in RUN_FILES)
+
+
+def clean_stale(out_dir: Path) -> None:
+    """Remove half-written run folders left by an interrupted sweep (their names start with a dot)."""
+    for pattern in (".seed*.tmp-*", ".seed*.old-*"):
+        for tmp in out_dir.rglob(pattern):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = [
+    "CHECKPOINTS",
+    "PLOT_NAME",
+    "RUN_FILES",
+    "RunKey",
+    "Shot",
+    "clean_stale",
+    "grid",
+    "is_finished",
+    "k_order",
+    "parse_k",
+    "parse_run_path",
+    "run_dir",
+    "sort_shots",
+]
