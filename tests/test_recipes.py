@@ -117,6 +117,12 @@ def test_backbone_string_shorthand_and_single_values(tmp_path: Path) -> None:
         ({"data": {"type": "synthetic", "n_clases": 3}}, "data.n_clases", "unknown key"),
         ({"presets": [{"name": "mine", "tuner": "lorax"}]}, "presets.0", "unknown tuner 'lorax'"),
         ({"hub": {"repo_id": "no slash"}}, "hub.repo_id", "pattern"),
+        ({"group_key": "patient"}, "(top level)", "groups are named in the data block only"),
+        (
+            {"presets": [{"name": "m", "tuner": "lora", "method": {"nam": "x"}}]},
+            "presets.0.method.nam",
+            "name",
+        ),
     ],
 )
 def test_bad_recipes_name_file_and_field(tmp_path: Path, changes: dict, field: str, hint: str) -> None:
@@ -153,6 +159,24 @@ def test_bad_preset_params_fail_validation(tmp_path: Path) -> None:
         ConfigError, match=r"presets\.0 \(lora/huge\): params: .*'rank'.*allowed are r, alpha"
     ):
         recipes.check_presets(recipe, str(path))
+
+
+def test_preset_method_block(tmp_path: Path) -> None:
+    """A preset names its method (default supervised); an unknown method or bad parameter is one line."""
+    shorthand = {"name": "lora/sup", "tuner": "lora", "method": "supervised"}
+    recipe = recipes.load(_write(tmp_path, _minimal(presets=["lora/r8-attn", shorthand])))
+    assert [p.method.name for p in recipe.resolved_presets] == ["supervised", "supervised"]
+    recipes.check_presets(recipe, "r.yaml")
+    unknown = {"name": "m/x", "tuner": "lora", "method": {"name": "fixmatchh"}}
+    path = _write(tmp_path, _minimal(presets=[unknown]))
+    with pytest.raises(
+        ConfigError, match=r"presets\.0 \(m/x\): method: unknown method 'fixmatchh': use one of"
+    ):
+        recipes.check_presets(recipes.load(path), str(path))
+    bad = {"name": "m/y", "tuner": "lora", "method": {"name": "supervised", "params": {"mu": 7}}}
+    path = _write(tmp_path, _minimal(presets=[bad]))
+    with pytest.raises(ConfigError, match=r"method: method 'supervised' has no parameter 'mu'"):
+        recipes.check_presets(recipes.load(path), str(path))
 
 
 def test_relative_paths_resolve_against_the_recipe_folder(tmp_path: Path) -> None:

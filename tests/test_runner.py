@@ -160,10 +160,17 @@ def test_a_failing_run_does_not_lose_the_others(tmp_path: Path, capsys: pytest.C
     assert "FAILED lora/nowhere/k1/seed0" in capsys.readouterr().out
 
 
-def test_trained_tuner_gets_its_own_backbone_copy(tmp_path: Path) -> None:
-    """Full fine-tuning changes backbone weights; the probe after it must still see the pristine backbone."""
+def test_trained_tuner_gets_its_own_backbone_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full fine-tuning changes backbone weights; the probe after it must still see the pristine backbone.
+
+    Each sweep gets its own embedding cache, so the probe's embeddings are extracted from the backbone each
+    sweep holds (a shared cache, keyed without the weights, would hide a trained backbone).
+    """
+    monkeypatch.setenv("HFM_CACHE", str(tmp_path / "cache-a"))
     recipe = tiny_recipe(tmp_path / "a", presets=["full/default", "probe/logreg"], shots=[2], seeds=[0])
+    recipe["training"] = {"max_steps": 2, "batch_size": 4, "lr": 1e-2}  # weights move well past the tolerance
     run(recipe, progress=False, verbose=False)
+    monkeypatch.setenv("HFM_CACHE", str(tmp_path / "cache-b"))
     alone = tiny_recipe(tmp_path / "b", presets=["probe/logreg"], shots=[2], seeds=[0])
     run(alone, progress=False, verbose=False)
     _, _, after_full = read_predictions(run_dir(tmp_path / "a", "probe/logreg", 2, 0) / "predictions.csv")

@@ -144,49 +144,70 @@ def _method(pub: Publication) -> dict[str, Any]:
     }
 
 
+def _code_value(value: Any) -> str:
+    """A loader keyword's value as Python source: dotted layer paths (``timm.layers.SwiGLUPacked``) as names."""
+    if (
+        isinstance(value, str)
+        and value.startswith(("timm.", "torch."))
+        and value.replace(".", "").isidentifier()
+    ):
+        return value
+    return repr(value)
+
+
+def _pool_code(spec: dict[str, Any]) -> str:
+    """The source line that pools ``tokens`` into the embedding the head reads, as the spec says."""
+    n_prefix = int(spec.get("num_prefix_tokens") or 0)
+    pooling = spec.get("pooling") or "cls"
+    if pooling == "mean":
+        return f"features = tokens[:, {n_prefix}:].mean(dim=1)  # mean of the patch tokens"
+    if pooling == "cls+mean":
+        return f"features = torch.cat([tokens[:, 0], tokens[:, {n_prefix}:].mean(dim=1)], dim=-1)"
+    return "features = tokens[:, 0]  # the class token"
+
+
 def _usage_plain(pub: Publication, repo_id: str) -> str:
+    """The card's "without hfm" snippet: base model, peft adapter and head, pooled as hfm pools (tested by
+    running it against twins)."""
+    spec = pub.spec
     if pub.tuner not in PEFT_TUNERS:
         return ""
-    spec = pub.spec
     rev = pub.config.get("backbone", {}).get("resolved_revision") or spec.get("revision")
     n_classes = len(pub.config.get("classes") or [])
-    common = [
+    timm = spec.get("loader") == "timm"
+    if timm:
+        # num_classes=0 is written once below (a headless backbone); a spec that repeats it must not repeat it.
+        loader_kwargs = {k: v for k, v in (spec.get("loader_kwargs") or {}).items() if k != "num_classes"}
+        kwargs = "".join(f", {k}={_code_value(v)}" for k, v in loader_kwargs.items())
+        imports = ["import timm"]
+        base = [
+            f"# weights of {spec.get('hub_id')} at commit {rev}",
+            f'base = timm.create_model("hf-hub:{spec.get("hub_id")}", pretrained=True, num_classes=0{kwargs})',
+        ]
+        tokens = "tokens = model.forward_features(images)"
+    else:
+        imports = ["from transformers import AutoModel"]
+        base = [f'base = AutoModel.from_pretrained("{spec.get("hub_id")}", revision="{rev}")']
+        tokens = "tokens = model(pixel_values=images).last_hidden_state"
+    if spec.get("pooling") == "pooler" and not timm:
+        pooled = ["features = model(pixel_values=images).pooler_output"]
+    else:
+        pooled = [tokens, _pool_code(spec)]
+    lines = [
+        *imports,
         "from huggingface_hub import snapshot_download",
         "from peft import PeftModel",
         "from safetensors.torch import load_file",
         "import torch",
-    ]
-    head_lines = [
+        "",
+        f'folder = snapshot_download("{repo_id}")',
+        *base,
+        "model = PeftModel.from_pretrained(base, folder).eval()",
         f"head = torch.nn.Linear({spec.get('embed_dim')}, {n_classes})",
         'head.load_state_dict(load_file(f"{folder}/head.safetensors"))',
+        *pooled,
+        "logits = head(features)",
     ]
-    if spec.get("loader") == "timm":
-        # num_classes=0 is written once below (a headless backbone); a spec that repeats it must not repeat it.
-        loader_kwargs = {k: v for k, v in (spec.get("loader_kwargs") or {}).items() if k != "num_classes"}
-        kwargs = "".join(f", {k}={v!r}" for k, v in loader_kwargs.items())
-        lines = [
-            "import timm",
-            *common,
-            "",
-            f'folder = snapshot_download("{repo_id}")',
-            f"# weights of {spec.get('hub_id')} at commit {rev}",
-            f'base = timm.create_model("hf-hub:{spec.get("hub_id")}", pretrained=True, num_classes=0{kwargs})',
-            "model = PeftModel.from_pretrained(base, folder).eval()",
-            *head_lines,
-            f"logits = head(model(images))  # {spec.get('pooling')} pooling, as hfm_config.json records",
-        ]
-    else:
-        lines = [
-            "from transformers import AutoModel",
-            *common,
-            "",
-            f'folder = snapshot_download("{repo_id}")',
-            f'base = AutoModel.from_pretrained("{spec.get("hub_id")}", revision="{rev}")',
-            "model = PeftModel.from_pretrained(base, folder).eval()",
-            *head_lines,
-            "tokens = model(pixel_values=images).last_hidden_state",
-            f"logits = head(tokens[:, 0])  # {spec.get('pooling')} pooling: see hfm_config.json",
-        ]
     return "\n".join(lines)
 
 

@@ -120,3 +120,68 @@ def test_run_folder_card(sweep: Path, tmp_path: Path) -> None:
 def test_not_an_adapter_folder(tmp_path: Path) -> None:
     with pytest.raises(HubError, match="holds no adapter"):
         render_card(tmp_path)
+
+
+def _grouped_csv(folder: Path) -> Path:
+    """A CSV manifest of 32 tiny images, two classes, four images per patient."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    rows = []
+    for i in range(32):
+        rel = f"img/{i}.png"
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((12, 12), 7 * i, dtype=np.uint8)).save(folder / rel)
+        rows.append({"file": rel, "diagnosis": ["normal", "tumour"][i % 2], "patient": f"p{i // 4}"})
+    path = folder / "labels.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_card_states_the_groups_the_data_source_gave(tmp_path: Path) -> None:
+    """Groups named only in the data block (no recipe-level key) are honoured, recorded and stated."""
+    import json
+
+    from hfm.runner import run, run_dir
+
+    manifest = _grouped_csv(tmp_path / "data")
+    recipe = {
+        "name": "grouped",
+        "backbone": {"name": "pathology/uni", "twin": True},
+        "data": {
+            "type": "csv",
+            "path": str(manifest),
+            "path_column": "file",
+            "label_column": "diagnosis",
+            "group_column": "patient",
+        },  # fmt: skip
+        "presets": ["probe/logreg"],
+        "shots": [1],
+        "seeds": [0],
+        "bootstrap": 0,
+        "output": str(tmp_path / "out"),
+    }
+    assert run(recipe, progress=False, verbose=False).ok
+    folder = run_dir(tmp_path / "out", "probe/logreg", 1, 0)
+    text = str(render_card(folder))
+    assert "Group-aware split: yes, by `patient`: hfm made the" in text
+    assert "no group" not in text and "may fall in both" not in text
+    assert json.loads((folder / "episode.json").read_text())["group_key"] == "patient"
+    assert json.loads((folder / "adapter" / "hfm_config.json").read_text())["data"]["group_key"] == "patient"
+
+
+def test_card_says_when_there_were_no_groups(adapters: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "a"
+    shutil.copytree(adapters["probe"], folder)
+    config = json.loads((folder / "hfm_config.json").read_text())
+    config["data"] = {"fingerprint": "0" * 16, "source": {"type": "synthetic"}, "group_key": None,
+                      "split_info": {"made_by": "hfm", "group_aware": False}}  # fmt: skip
+    (folder / "hfm_config.json").write_text(json.dumps(config))
+    assert "Group-aware split: no: the data source gave no groups" in str(render_card(folder))
