@@ -10,7 +10,7 @@ import torch
 import hfm
 from hfm.data import ImageDataset
 from hfm.data.splits import Subset
-from hfm.errors import TunerError
+from hfm.errors import DataError, TunerError
 from hfm.train import TrainConfig, fit
 
 BACKBONE = "pathology/kaiko-vitb16"
@@ -121,3 +121,67 @@ def test_probe_fit_uses_cache_second_run_has_no_forward_passes() -> None:
     assert calls == []
     images = torch.stack([second.backbone.transform(train.image(i)) for i in range(len(train))])
     assert torch.equal(first.predict(images), second.predict(images))
+
+
+class _Unlabelled(torch.utils.data.Dataset):
+    """Pool images without their labels: ``(image, position)`` per example, as a semi-supervised method builds."""
+
+    def __init__(self, subset: Subset, transform) -> None:
+        self.images = ImageDataset(subset, transform)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i][0], i
+
+
+def test_a_method_can_feed_an_unlabelled_loader_and_resume_exactly(tmp_path) -> None:
+    """A toy entropy-minimisation method: every step sees an unlabelled batch; seeded; resumes exactly."""
+    from hfm.train import Batch, cross_entropy
+
+    transform = hfm.load_backbone(BACKBONE, twin=True).transform
+    pool = _Unlabelled(_toy(3, seed=2), transform)
+    seen: list[list[int]] = []
+
+    def entropy_min(forward, batch: Batch, config: TrainConfig) -> torch.Tensor:
+        assert batch.unlabelled is not None
+        images, positions = batch.unlabelled
+        assert images.shape == (4, 3, 32, 32)
+        seen.append(positions.tolist())
+        proba = forward(images).float().softmax(-1)
+        entropy = -(proba * proba.clamp_min(1e-8).log()).sum(-1).mean()
+        return cross_entropy(forward, batch, config) + 0.5 * entropy
+
+    config = dict(epochs=3, batch_size=4, progress=False, patience=None)
+    kwargs = dict(loss=entropy_min, method="entropy-min", unlabelled=pool, unlabelled_batch_size=4)
+    reference = _model()
+    fit(reference, _toy(), None, TrainConfig(**config), **kwargs)
+    assert len(seen) == 3 * 3  # one unlabelled batch per labelled batch (12 labelled / 4, three epochs)
+    # a fresh permutation of the 9-image pool per pass; batches never repeat an image within a pass
+    assert sorted(seen[0] + seen[1]) == sorted(set(seen[0] + seen[1]))
+    first = list(seen)
+    seen.clear()
+    plain = _model()
+    fit(plain, _toy(), None, TrainConfig(**config))
+    assert not seen
+    after, base = _weights(reference), _weights(plain)
+    assert any(not torch.equal(after[name], base[name]) for name in after)  # the unlabelled loss mattered
+
+    def interrupt(entry: dict) -> None:
+        if entry["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    ckpt = dict(config, checkpoint_dir=str(tmp_path / "ckpt"))
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), _toy(), None, TrainConfig(**ckpt), on_epoch_end=interrupt, **kwargs)
+    assert seen == first[:6]
+    with pytest.raises(TunerError, match="different training config, tuner or method"):
+        fit(_model(), _toy(), None, TrainConfig(**ckpt, resume=True))  # supervised cannot resume it
+    resumed = _model()
+    fit(resumed, _toy(), None, TrainConfig(**ckpt, resume=True), **kwargs)
+    assert seen[6:] == first[6:]
+    for name, tensor in _weights(reference).items():
+        assert torch.equal(tensor, _weights(resumed)[name]), name
+    with pytest.raises(DataError, match="unlabelled pool has 9 examples, fewer than one unlabelled batch"):
+        fit(_model(), _toy(), None, TrainConfig(**config), **dict(kwargs, unlabelled_batch_size=10))

@@ -126,3 +126,51 @@ def test_json_round_trip_rebuilds_the_subset(tmp_path: Path) -> None:
         loaded.subset(load_data({"type": "synthetic", "n_per_class": 2}).train)
     with pytest.raises(DataError, match="not a readable episode file"):
         Episode.load(tmp_path / "missing.json")
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool=pools(), seed=st.integers(0, 2**31), k=st.integers(1, 3))
+def test_draw_pool_is_train_minus_labelled_minus_heldout_groups(
+    pool: tuple[list[int], list[str], set[str]], seed: int, k: int
+) -> None:
+    """The draw's labelled part is the episode; its pool is every other eligible example, nothing more."""
+    from hfm.data.episodes import draw
+    from hfm.data.splits import Splits
+
+    labels, groups, held = pool
+    train = _subset(labels, groups)
+    heldout = sorted(held) or ["none"]
+    splits = Splits(
+        train=train,
+        val=_subset([0] * len(heldout), heldout),
+        test=_subset([1], [heldout[0]]),
+        classes=[str(c) for c in range(max(labels) + 1)],
+        source={"type": "csv", "group_column": "patient"},
+    )
+    try:
+        drawn = draw(splits, k, seed, allow_fewer=True)
+    except DataError:
+        return  # a class with no eligible example: the episode's own error
+    same = episode(splits, k, seed, group_key="patient", allow_fewer=True)
+    assert drawn.episode.ids == same.ids and drawn.episode.group_key == "patient"
+    labelled, pooled = set(drawn.indices.tolist()), set(drawn.pool.tolist())
+    assert not labelled & pooled
+    eligible = {i for i, g in enumerate(groups) if g not in held}
+    assert pooled == eligible - labelled
+    assert drawn.pool.tolist() == sorted(pooled)
+    record = drawn.to_dict(train)
+    assert record["pool"]["size"] == len(pooled) and record["rounds"] == []
+    assert record["ids"] == same.ids
+
+
+def test_group_name_comes_from_the_data_source_alone() -> None:
+    from hfm.data.episodes import group_name
+    from hfm.data.splits import Splits
+
+    grouped = _subset([0, 1], ["p0", "p1"])
+    plain = _subset([0, 1])
+    make = lambda train, source: Splits(train=train, val=plain, test=plain, classes=["a", "b"], source=source)  # noqa: E731
+    assert group_name(make(grouped, {"type": "csv", "group_column": "patient"})) == "patient"
+    assert group_name(make(grouped, {"type": "npz", "group_key": "slide"})) == "slide"
+    assert group_name(make(grouped, {"type": "dicom"})) == "group"
+    assert group_name(make(plain, {"type": "csv", "group_column": "patient"})) is None

@@ -1,5 +1,9 @@
-"""The (twin family x tuner) matrix: train a few steps, loss falls, only intended parameters change,
-save + load_adapter gives identical predictions, and LoRA folders load with plain peft."""
+"""The (twin family x tuner x method) matrix: train a few steps, loss falls, only intended parameters change,
+save + load_adapter gives identical predictions, and LoRA folders load with plain peft.
+
+A new tuner adds its name to ``TUNERS`` (conftest); a new method that trains through :func:`hfm.train.fit` adds
+its name to ``METHODS`` (a method needing an unlabelled pool adds its own rows with one).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,14 @@ import torch.nn.functional as F
 
 import hfm
 from hfm.embeddings import SubsetImages
+from hfm.methods import get_method
 from hfm.train import TrainConfig, fit
 
 from .conftest import FAMILIES, TUNERS
 
 LR = {"lora": 1e-2, "dora": 1e-2, "vpt": 5e-2, "full": 1e-3, "bitfit": 1e-2}
+#: Methods whose training goes through train.fit with labelled images only.
+METHODS = ("supervised",)
 #: Trainable tensors that legitimately get no gradient in a classification forward pass.
 UNUSED = ("mask_token", "pooler.")
 
@@ -33,9 +40,10 @@ def _loss(model, images, labels) -> float:
         return float(F.cross_entropy(model(images), labels))
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("tuner", TUNERS)
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_train_save_load(family: str, tuner: str, toy, tmp_path) -> None:
+def test_train_save_load(family: str, tuner: str, method: str, toy, tmp_path) -> None:
     torch.manual_seed(0)
     backbone = hfm.load_backbone(FAMILIES[family], twin=True)
     model = hfm.get_tuner(tuner)(backbone, 3)
@@ -47,7 +55,9 @@ def test_train_save_load(family: str, tuner: str, toy, tmp_path) -> None:
     config = TrainConfig(
         epochs=3, batch_size=6, lr=LR.get(tuner), patience=None, progress=False, warmup_ratio=0
     )
-    fit(model, toy, None, config)
+    trainer = get_method(method)()
+    trainer.check(type(model))
+    fit(model, toy, None, config, loss=trainer.loss, method=method)
 
     after_loss = _loss(model, images, labels)
     assert after_loss < before_loss if tuner != "probe" else after_loss < math.log(3)
