@@ -16,6 +16,7 @@ _EXPORTS = {
     "load_data": "hfm.data",
     "episode": "hfm.data",
     "get_tuner": "hfm.tuners",
+    "get_method": "hfm.methods",
     "load_adapter": "hfm.adapter",
     "run": "hfm.runner",
     "push": "hfm.hub.push",
