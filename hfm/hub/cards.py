@@ -62,6 +62,9 @@ def _summary(pub: Publication, metrics: list[str]) -> dict[str, Any]:
         }
         for r in pub.runs
     ]
+    # Presets in the recipe's order, as the sweep's own summary lists them.
+    order = [p.get("name") if isinstance(p, dict) else p for p in pub.recipe.get("presets") or []]
+    runs.sort(key=lambda r: order.index(r["preset"]) if r["preset"] in order else len(order))
     primary = _primary(pub, metrics)
     return summarize_runs(runs, metrics, primary) if primary else {"rows": [], "metrics": metrics}
 

@@ -117,6 +117,10 @@ def test_method_from_outside_hfm_runs_through_a_preset(tmp_path: Path) -> None:
     assert "Method: `test-smooth-ce` (smoothing=0.3); unlabelled examples used: 0" in str(render_card(b))
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [r["method"] for r in summary["rows"]] == ["supervised", "test-smooth-ce"]
+    table = (tmp_path / "out" / "summary.md").read_text().split("\n\n", 1)[1]
+    assert table.strip() in str(
+        render_card(tmp_path / "out")
+    )  # one summary: the card shows the sweep's table
 
 
 def test_a_method_that_reads_the_pool_gets_it_embedded(tmp_path: Path) -> None:
