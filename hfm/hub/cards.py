@@ -183,10 +183,8 @@ def _usage_plain(pub: Publication, repo_id: str) -> str:
         loader_kwargs = {k: v for k, v in (spec.get("loader_kwargs") or {}).items() if k != "num_classes"}
         kwargs = "".join(f", {k}={_code_value(v)}" for k, v in loader_kwargs.items())
         imports = ["import timm"]
-        base = [
-            f"# weights of {spec.get('hub_id')} at commit {rev}",
-            f'base = timm.create_model("hf-hub:{spec.get("hub_id")}", pretrained=True, num_classes=0{kwargs})',
-        ]
+        name = f"hf-hub:{spec.get('hub_id')}" + (f"@{rev}" if rev else "")  # timm reads a revision after '@'
+        base = [f'base = timm.create_model("{name}", pretrained=True, num_classes=0{kwargs})']
         tokens = "tokens = model.forward_features(images)"
     else:
         imports = ["from transformers import AutoModel"]

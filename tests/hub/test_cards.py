@@ -57,7 +57,7 @@ def test_lora_card_is_peft_with_plain_usage(adapters: dict[str, Path], tmp_path:
     card = _load(str(render_card(adapters["lora"], repo_id="lab/hopt-lora")), tmp_path)
     assert card.data.library_name == "peft"
     assert "PeftModel.from_pretrained(base, folder)" in card.text
-    assert 'timm.create_model("hf-hub:bioptimus/H-optimus-0"' in card.text
+    assert 'timm.create_model("hf-hub:bioptimus/H-optimus-0@' in card.text  # pinned to the recorded commit
     assert "head.safetensors" in card.text
     hf = str(render_card(adapters["lora-hf"], repo_id="lab/hibou-lora"))
     assert 'AutoModel.from_pretrained("histai/hibou-b"' in hf
