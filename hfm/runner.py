@@ -262,7 +262,9 @@ class _Sweep:
         torch.manual_seed(run.seed)
         if cached:
             self.embeddings()  # extracted once, after the seed and before the model, as it always was
-        backbone = self.backbone if cached else copy.deepcopy(self.backbone)
+        # A tuner fitted on cached embeddings never changes its backbone; any other tuner wraps or trains it, so
+        # it gets its own copy whatever the method reads.
+        backbone = self.backbone if tuner.uses_embeddings else copy.deepcopy(self.backbone)
         model: Any = tuner(backbone, self.splits.num_classes, **preset.params)
         ctx = RunContext(
             splits=self.splits,

@@ -133,6 +133,24 @@ def test_a_method_that_reads_the_pool_gets_it_embedded(tmp_path: Path) -> None:
     assert json.loads((folder / "metrics.json").read_text())["n_unlabelled"] == drawn["pool"]["size"]
 
 
+def test_a_trainable_tuner_gets_its_own_backbone_whatever_the_method_reads(tmp_path: Path) -> None:
+    """A method on cached embeddings with a LoRA tuner: peft wraps a copy, never the sweep's shared backbone."""
+    seen: list[bool] = []
+
+    @register_method("test-embeddings-with-lora")
+    class EmbeddingsWithLora(Supervised):
+        needs = Needs(inputs="embeddings")
+
+        def fit(self, model: AdaptedModel, ctx: RunContext) -> MethodResult:
+            seen.append(model.backbone is not ctx.backbone and not hasattr(ctx.backbone.model, "peft_config"))
+            assert ctx.embeddings().of(ctx.draw.indices).shape[0] == len(ctx.draw.indices)
+            return MethodResult(proba=ctx.predict(model, ctx.splits.test).double().numpy())
+
+    preset = {"name": "lora/emb", "tuner": "lora", "params": {"r": 4}, "method": "test-embeddings-with-lora"}
+    assert run(_recipe(tmp_path / "out", [preset]), progress=False, verbose=False).ok
+    assert seen == [True]
+
+
 def test_combinations_a_method_cannot_run_are_refused_before_any_run(tmp_path: Path) -> None:
     @register_method("test-images-only")
     class ImagesOnly(Supervised):
