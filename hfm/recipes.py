@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hfm.data.registry import get_source, list_sources, parse_source
-from hfm.errors import ConfigError
+from hfm.errors import ConfigError, TunerError
 from hfm.metrics import METRICS
 from hfm.tuners import is_known_tuner, list_tuners
 
@@ -528,7 +528,6 @@ def check_backbone(block: BackboneBlock, source: str) -> str:
 
 def check_presets(recipe: Recipe, source: str) -> None:
     """Check each preset's parameters against its tuner's own typed config (unknown or bad values)."""
-    from hfm.errors import TunerError
     from hfm.tuners import get_tuner
 
     for i, preset in enumerate(recipe.resolved_presets):

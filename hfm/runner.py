@@ -399,7 +399,7 @@ def _rank() -> int:
     """This process's rank under a multi-process launch (torchrun, accelerate launch); 0 otherwise."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0
-    from hfm.embeddings import process_info
+    from hfm.devices import process_info
 
     return process_info()[0]
 

@@ -81,8 +81,8 @@ def download_backbone(
     with ``HF_HUB_OFFLINE=1``. Repository code (``*.py``) is fetched only with ``trust_remote_code``; pickled
     weights (``pytorch_model.bin`` ...) only with ``allow_pickle`` and when the revision has no safetensors.
     """
-    from hfm.backbones.errors import BackboneNotFoundError
     from hfm.backbones.names import LOCAL_DIR_PREFIX, resolve_name
+    from hfm.errors import BackboneNotFoundError
     from hfm.hub.download import CODE_PATTERNS, WEIGHT_PATTERNS, resolve_snapshot
 
     if name_or_id.startswith(LOCAL_DIR_PREFIX):

@@ -1,7 +1,7 @@
 """Resolve a Hub model to a local snapshot folder and the commit it holds; the only network code for backbones.
 
 Everything downstream builds models from the folder this returns, so real models, pre-populated caches and
-twins all go through one path. Offline use fails fast: with ``HF_HUB_OFFLINE=1`` (or an unreachable endpoint,
+twins all go through one path. Offline use fails fast: with ``HFM_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` (or an unreachable endpoint,
 detected by a short TCP connect instead of huggingface_hub's retry loop) only the local cache is consulted.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from hfm.backbones.errors import BackboneAccessError, BackboneNotCachedError
+from hfm.env import hub_cache_dir, hub_endpoint, offline_variable
+from hfm.errors import BackboneAccessError, BackboneNotCachedError
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 CONNECT_TIMEOUT_S = 3.0
 # Weights are fetched as safetensors; pickled weights only with ``allow_pickle`` and only when a revision has
 # no safetensors at all (the loaders read them with ``torch.load(weights_only=True)``).
@@ -32,7 +32,6 @@ PICKLE_PATTERNS: tuple[str, ...] = (
     "open_clip_pytorch_model.pth",
 )
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_TRUE = {"1", "on", "yes", "true"}
 
 
 @dataclass(frozen=True)
@@ -41,27 +40,6 @@ class Snapshot:
 
     path: Path
     commit: str | None
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face Hub cache folder, read from the environment at call time (not at import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
-    )
-    return Path(home).expanduser() / "hub"
-
-
-def hub_endpoint() -> str:
-    """The Hub endpoint (``HF_ENDPOINT`` for mirrors), read at call time."""
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def is_offline() -> bool:
-    """Whether the user asked for offline mode (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().lower() in _TRUE
 
 
 def endpoint_reachable(endpoint: str | None = None, timeout: float = CONNECT_TIMEOUT_S) -> bool:
@@ -189,8 +167,8 @@ def _resolve(
     offline_reason = None
     if local_files_only:
         offline_reason = "local files only"
-    elif is_offline():
-        offline_reason = "HF_HUB_OFFLINE is set"
+    elif offline_variable() is not None:
+        offline_reason = f"{offline_variable()} is set"
     elif not endpoint_reachable():
         offline_reason = f"the Hub endpoint {hub_endpoint()} is unreachable"
     if offline_reason is not None:

@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
+from hfm._fs import CONFIG_NAME
 from hfm.errors import HubError
 
-CONFIG_NAME = "hfm_config.json"
 PLOT_NAME = "label_efficiency.png"
 _RUN_PATH = re.compile(r"^(?P<preset>.+)/k(?P<k>[^/]+)/seed(?P<seed>-?\d+)$")
 # Files an adapter folder may publish (peft's own README.md is replaced by the card).

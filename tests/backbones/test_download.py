@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hfm.backbones.errors import BackboneAccessError, BackboneNotCachedError
+from hfm.errors import BackboneAccessError, BackboneNotCachedError
 from hfm.hub import download
 from hfm.hub.download import endpoint_reachable, resolve_snapshot
 
@@ -65,6 +65,26 @@ def _online(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
         raise error
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+
+
+@pytest.mark.parametrize("variable", ["HFM_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_every_offline_switch_stops_backbone_downloads(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """One decision for all of hfm: HFM_OFFLINE (which also stops MedMNIST downloads) stops the Hub too."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    _online(monkeypatch, AssertionError("unused"))
+
+    def cache_only(*args: object, local_files_only: bool = False, **kwargs: object) -> str:
+        assert local_files_only, "the network was used although hfm is offline"
+        raise LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cache_only)
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(BackboneNotCachedError, match=f"{variable} is set"):
+        resolve_snapshot("acme/not-cached")
 
 
 def _http_error(cls: type[Exception], status: int) -> Exception:

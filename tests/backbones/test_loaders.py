@@ -10,9 +10,9 @@ import torch
 
 import hfm
 from hfm.backbones.catalog import get_spec
-from hfm.backbones.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
 from hfm.backbones.loaders import build_from_folder
 from hfm.backbones.loaders.common import resolve_kwargs
+from hfm.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
 
 
 def test_cached_hf_hub_timm_model_loads_offline(cached_timm_repo: tuple[str, Path]) -> None:

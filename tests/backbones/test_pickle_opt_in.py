@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 
 import hfm
 from hfm.backbones.catalog import get_spec
-from hfm.backbones.errors import BackboneLoadError
 from hfm.backbones.twins import write_twin
 from hfm.cli import cli
+from hfm.errors import BackboneLoadError
 from hfm.hub import download
 from hfm.hub.download import PICKLE_PATTERNS, resolve_snapshot
 

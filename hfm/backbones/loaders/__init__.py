@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from hfm.backbones.base import Backbone
-from hfm.backbones.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
 from hfm.backbones.loaders.clip_loader import build_open_clip, open_clip_spec, open_clip_width
 from hfm.backbones.loaders.common import detect_family
 from hfm.backbones.loaders.hf_loader import (
@@ -31,6 +30,7 @@ from hfm.backbones.loaders.hf_loader import (
 from hfm.backbones.loaders.timm_loader import build_timm, timm_prefix_tokens, timm_spec, timm_width
 from hfm.backbones.names import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, resolve_name
 from hfm.backbones.spec import BackboneSpec
+from hfm.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
 
 __all__ = ["HF_HUB_PREFIX", "LOCAL_DIR_PREFIX", "build_from_folder", "load_backbone", "resolve_name"]
 

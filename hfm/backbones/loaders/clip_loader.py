@@ -14,7 +14,6 @@ from typing import Any
 
 from torch import nn
 
-from hfm.backbones.errors import BackboneLoadError
 from hfm.backbones.loaders.common import (
     is_pickled,
     load_pickled_state_dict,
@@ -25,6 +24,7 @@ from hfm.backbones.loaders.common import (
 )
 from hfm.backbones.loaders.timm_loader import TIMM_LORA_TARGETS
 from hfm.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
+from hfm.errors import BackboneLoadError
 
 # Extra keyword arguments for the timm trunk, stored in ``vision_cfg`` (twins use it to shrink the trunk;
 # open_clip's own ``TimmModel`` has no way to pass them).

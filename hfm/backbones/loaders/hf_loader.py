@@ -12,7 +12,6 @@ from typing import Any
 
 from torch import nn
 
-from hfm.backbones.errors import BackboneLoadError, RemoteCodeError
 from hfm.backbones.loaders.common import (
     first_lines,
     is_pickled,
@@ -22,6 +21,7 @@ from hfm.backbones.loaders.common import (
     weight_files,
 )
 from hfm.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
+from hfm.errors import BackboneLoadError, RemoteCodeError
 
 # Multimodal model types whose image encoder is a separate class: load only that tower.
 VISION_TOWERS: dict[str, str] = {

@@ -13,7 +13,6 @@ from typing import Any
 
 from torch import nn
 
-from hfm.backbones.errors import BackboneLoadError
 from hfm.backbones.loaders.common import (
     first_lines,
     is_pickled,
@@ -24,6 +23,7 @@ from hfm.backbones.loaders.common import (
     weight_files,
 )
 from hfm.backbones.spec import BackboneSpec
+from hfm.errors import BackboneLoadError
 
 # Attention projections inside timm transformer blocks (ViT: qkv/proj; Eva: qkv or q/k/v_proj, proj).
 TIMM_LORA_TARGETS = r".*blocks\.\d+\.attn\.(qkv|q_proj|k_proj|v_proj|proj)"
