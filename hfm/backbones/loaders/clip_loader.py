@@ -59,6 +59,17 @@ def read_clip_config(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return dict(config.get("model_cfg", config)), dict(config.get("preprocess_cfg", {}))
 
 
+def _open_clip_model() -> Any:
+    """``open_clip.model``: open_clip is an optional extra, so its absence is a one-line error naming it."""
+    try:
+        from open_clip import model
+    except ImportError:
+        raise BackboneLoadError(
+            "open_clip models need the open_clip_torch package: pip install 'hfm-hub[clip]'"
+        ) from None
+    return model
+
+
 def build_open_clip(
     folder: Path, spec: BackboneSpec | None, *, label: str, allow_pickle: bool = False
 ) -> nn.Module:
@@ -67,9 +78,9 @@ def build_open_clip(
     Pickled weights (one file, by open_clip's names) are read only with ``allow_pickle=True`` and when the
     folder has no safetensors.
     """
-    from open_clip.model import _build_vision_tower
     from safetensors.torch import load_file
 
+    _build_vision_tower = _open_clip_model()._build_vision_tower
     files = weight_files(folder, label, allow_pickle=allow_pickle)
     pickled = is_pickled(files)
     preferred = [f for name in _WEIGHT_NAMES for f in files if f.name == name] or files
