@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hfm.data.registry import get_source, list_sources, parse_source
 from hfm.errors import ConfigError, TunerError
 from hfm.metrics import METRICS
+from hfm.policy import LoadPolicy
 from hfm.tuners import is_known_tuner, list_tuners
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -89,6 +90,13 @@ class BackboneBlock(_Strict):
     twin: bool = False
     trust_remote_code: bool = False
     allow_pickle: bool = False
+
+    @property
+    def policy(self) -> LoadPolicy:
+        """The revision and opt-ins as the one object the backbone loaders take."""
+        return LoadPolicy(
+            revision=self.revision, trust_remote_code=self.trust_remote_code, allow_pickle=self.allow_pickle
+        )
 
 
 class HubTarget(_Strict):

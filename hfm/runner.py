@@ -179,13 +179,7 @@ class _Sweep:
             from hfm.backbones import load_backbone
 
             block = self.recipe.backbone
-            self._backbone = load_backbone(
-                block.name,
-                revision=block.revision,
-                twin=block.twin,
-                trust_remote_code=block.trust_remote_code,
-                allow_pickle=block.allow_pickle,
-            )
+            self._backbone = load_backbone(block.name, twin=block.twin, policy=block.policy)
             self._backbone.eval()
         return self._backbone
 

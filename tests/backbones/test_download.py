@@ -11,6 +11,7 @@ import pytest
 from hfm.errors import BackboneAccessError, BackboneNotCachedError
 from hfm.hub import download
 from hfm.hub.download import endpoint_reachable, resolve_snapshot
+from hfm.policy import LoadPolicy
 
 
 def test_cached_snapshot_resolves_offline(cached_timm_repo: tuple[str, Path]) -> None:
@@ -120,7 +121,7 @@ def test_missing_repo_and_revision(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_snapshot("acme/nope")
     _online(monkeypatch, _http_error(RevisionNotFoundError, 404))
     with pytest.raises(BackboneAccessError, match="revision 'v9' of acme/nope does not exist"):
-        resolve_snapshot("acme/nope", revision="v9")
+        resolve_snapshot("acme/nope", policy=LoadPolicy(revision="v9"))
 
 
 def test_download_fetches_only_configs_and_safetensors(
@@ -139,7 +140,7 @@ def test_download_fetches_only_configs_and_safetensors(
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(download, "endpoint_reachable", lambda *a, **k: True)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
-    snapshot = resolve_snapshot("acme/m", revision="main")
+    snapshot = resolve_snapshot("acme/m", policy=LoadPolicy(revision="main"))
     assert snapshot.commit == "a" * 40
     patterns = seen["allow_patterns"]
     assert isinstance(patterns, list) and "*.safetensors" in patterns
