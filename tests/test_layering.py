@@ -99,3 +99,18 @@ def test_precision_and_process_helpers_live_outside_embeddings() -> None:
         "shard",
         "gather_rows",
     }
+
+
+def test_only_optional_extras_are_imported_behind_an_import_error_guard() -> None:
+    """Packages hfm depends on are imported plainly; a guard would hide a broken install behind a fallback."""
+    allowed = {
+        "data/dicom.py",  # pydicom: the [dicom] extra
+        "backbones/loaders/clip_loader.py",  # open_clip: the [clip] extra
+        "backbones/loaders/common.py",  # dotted class names written in catalog loader kwargs
+    }
+    guarded = set()
+    for path in MODULES:
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.ExceptHandler) and "ImportError" in ast.dump(node.type or ast.Name("")):
+                guarded.add(str(path.relative_to(PACKAGE)))
+    assert guarded <= allowed, sorted(guarded - allowed)
