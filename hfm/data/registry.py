@@ -109,7 +109,9 @@ class SourceBlock(BaseModel):
 
     def load(self) -> Raw:
         """Read the images and labels; raise :class:`~hfm.errors.DataError` naming the file and field."""
-        raise NotImplementedError(f"source {self.type!r} does not implement load()")
+        raise NotImplementedError(
+            f"source {self.type!r} does not implement load()"
+        )  # refused at registration
 
     @classmethod
     def path_fields(cls) -> list[str]:
@@ -133,9 +135,12 @@ def register_source(name: str) -> Callable[[S], S]:
 
     Raises:
         ValueError: When ``name`` is already taken by another class (a programming error, not a user one).
+        TypeError: When the class does not implement ``load``.
     """
 
     def decorator(cls: S) -> S:
+        if cls.load is SourceBlock.load:
+            raise TypeError(f"data source {name!r} ({cls.__qualname__}) must implement load() -> Raw")
         existing = _REGISTRY.get(name)
         if existing is not None and existing is not cls:
             raise ValueError(f"data source {name!r} is already registered by {existing.__qualname__}")

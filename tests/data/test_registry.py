@@ -67,12 +67,21 @@ def test_registered_source_errors_name_the_file_and_field(tmp_path: Path) -> Non
         recipes.load(path)
 
 
-def test_a_name_cannot_be_taken_twice() -> None:
+def test_a_name_cannot_be_taken_twice_and_a_source_must_load() -> None:
     with pytest.raises(ValueError, match="already registered"):
 
         @register_source("npz")
         class Other(SourceBlock):
+            def load(self) -> Raw:
+                raise AssertionError
+
+    with pytest.raises(TypeError, match="must implement load"):
+
+        @register_source("test-no-load")
+        class NoLoad(SourceBlock):
             pass
+
+    assert "test-no-load" not in list_sources()
 
 
 def test_path_fields_are_the_fields_typed_path() -> None:
