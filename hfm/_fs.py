@@ -1,10 +1,14 @@
-"""Small file-system helpers shared by everything that writes folders users rely on."""
+"""Small file-system helpers shared by everything that writes folders users rely on, and the file names an
+adapter folder is recognised by (the tuners write it, the hub publishes and pulls it)."""
 
 from __future__ import annotations
 
 import shutil
 import uuid
 from pathlib import Path
+
+CONFIG_NAME = "hfm_config.json"
+"""The hfm config of an adapter folder: tuner, parameters, backbone and preprocessing."""
 
 
 def move_into_place(tmp: Path, final: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfm.errors import TunerError
+from hfm.policy import LoadPolicy
 from hfm.tuners import get_tuner
 from hfm.tuners.base import CONFIG_NAME, FORMAT_VERSION
 
@@ -49,9 +50,8 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def _rebuild_backbone(
-    config: dict[str, Any], device: Any, dtype: Any, trust_remote_code: bool, allow_pickle: bool
-) -> Backbone:
+def _rebuild_backbone(config: dict[str, Any], device: Any, dtype: Any, policy: LoadPolicy) -> Backbone:
+    """The recorded backbone at its recorded commit, with the opt-ins the caller gave (never the adapter)."""
     from hfm.backbones import load_backbone
 
     info = config["backbone"]
@@ -61,10 +61,8 @@ def _rebuild_backbone(
         raise TunerError("the adapter's hfm_config.json records no backbone name: save the adapter again")
     return load_backbone(
         name,
-        revision=info.get("resolved_revision") or spec.get("revision"),
         twin=bool(info.get("twin", False)),
-        trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle,
+        policy=policy.pinned(info.get("resolved_revision") or spec.get("revision")),
         device=device,
         dtype=dtype,
     )
@@ -103,7 +101,8 @@ def load_adapter(
         folder = Path(download_adapter(str(folder_or_repo_id), revision=revision))
     config = read_config(folder)
     if backbone is None:
-        backbone = _rebuild_backbone(config, device, dtype, trust_remote_code, allow_pickle)
+        policy = LoadPolicy(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        backbone = _rebuild_backbone(config, device, dtype, policy)
     elif device is not None:
         backbone.to(device)
     classes = [str(c) for c in config["classes"]]

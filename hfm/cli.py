@@ -10,7 +10,7 @@ import sys
 import click
 
 from hfm import __version__
-from hfm.errors import HfmError
+from hfm.errors import BackboneNotFoundError, HfmError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,7 +47,6 @@ def backbones_list(modality: str | None, as_json: bool) -> None:
 @click.argument("name")
 def backbones_show(name: str) -> None:
     """The full spec of one entry, including loader kwargs and the source of its facts."""
-    from hfm.backbones.errors import BackboneNotFoundError
     from hfm.backbones.info import format_spec
     from hfm.backbones.names import resolve_name
 
@@ -86,7 +85,6 @@ def backbones_twin(name: str, out: str) -> None:
     """Write the tiny random-weight twin of a catalog entry in Hugging Face Hub cache layout."""
     from pathlib import Path
 
-    from hfm.backbones.errors import BackboneNotFoundError
     from hfm.backbones.names import resolve_name
     from hfm.backbones.twins import write_twin
 

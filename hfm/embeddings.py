@@ -10,10 +10,8 @@ so every process ends with all rows in the original order.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -26,7 +24,9 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from hfm.errors import DataError
+from hfm.data.dataset import as_dataset, data_fingerprint
+from hfm.devices import autocast, gather_rows, process_info, resolve_precision, shard
+from hfm.env import hfm_cache_dir
 
 if TYPE_CHECKING:
     from hfm.backbones.base import Backbone
@@ -41,114 +41,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
     Read at call time, so tests and users can change ``HFM_CACHE`` after import.
     """
-    if cache_dir is not None:
-        return Path(cache_dir)
-    base = os.environ.get("HFM_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "hfm") / "embeddings"
-
-
-# -- datasets -----------------------------------------------------------------------------------------------
-class SubsetImages(Dataset[tuple[torch.Tensor, int, int]]):
-    """A :class:`hfm.data.Subset` as a torch dataset of ``(image_tensor, label, index)`` through a transform."""
-
-    def __init__(self, subset: Any, transform: Any) -> None:
-        self.subset = subset
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.subset)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        return self.transform(self.subset.image(i)), int(self.subset.labels[i]), i
-
-
-def is_subset(data: Any) -> bool:
-    """Whether ``data`` looks like a :class:`hfm.data.Subset` (ids, labels and an image reader)."""
-    return hasattr(data, "image") and hasattr(data, "labels") and hasattr(data, "ids")
-
-
-def as_dataset(data: Any, transform: Any) -> Dataset[Any]:
-    """A torch dataset yielding ``(image, label, index)``: a Subset goes through ``transform``."""
-    if is_subset(data):
-        return SubsetImages(data, transform)
-    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
-        raise DataError(f"expected a hfm.data.Subset or a torch Dataset, got {type(data).__name__}")
-    return data  # type: ignore[no-any-return]
-
-
-def labels_of(data: Any) -> torch.Tensor | None:
-    """Integer labels of a Subset or an ImageDataset (``.subset.labels``), if they can be read cheaply."""
-    subset = data if is_subset(data) else getattr(data, "subset", None)
-    if subset is None or not hasattr(subset, "labels"):
-        return None
-    return torch.as_tensor(subset.labels, dtype=torch.long)
-
-
-def data_fingerprint(data: Any) -> str | None:
-    """The fingerprint of a Subset, or of the Subset behind an ImageDataset; ``None`` if unknown."""
-    subset = data if is_subset(data) else getattr(data, "subset", None)
-    fingerprint = getattr(subset, "fingerprint", None)
-    return fingerprint() if callable(fingerprint) else None
-
-
-# -- devices, precision and processes ----------------------------------------------------------------------
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` on a GPU that supports it, else ``fp32``; explicit values pass through."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise DataError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
-def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast for ``bf16``, nothing for ``fp32``."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def launched_on_cpu() -> bool:
-    """Whether this is a multi-process launch (torchrun, accelerate launch) on a machine without CUDA.
-
-    accelerate 1.15 only sets up CPU multi-processing (gloo) when told ``cpu=True``; otherwise every process
-    silently runs alone on the whole data.
-    """
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("LOCAL_RANK", "-1")) != -1
-    return launched and not torch.cuda.is_available()
-
-
-def process_info() -> tuple[int, int, torch.device]:
-    """``(rank, world_size, device)`` of this process; initialises torch.distributed under a launcher."""
-    from accelerate import PartialState
-
-    state = PartialState(cpu=launched_on_cpu())
-    return state.process_index, state.num_processes, state.device
-
-
-def shard(n: int, rank: int, world: int) -> list[int]:
-    """Positions ``rank, rank + world, ...`` below ``n``: this process's strided share."""
-    return list(range(rank, n, world))
-
-
-def gather_rows(local: torch.Tensor, n: int, rank: int, world: int, device: torch.device) -> torch.Tensor:
-    """Reassemble strided shards of ``n`` rows from every process, in the original order (CPU tensor)."""
-    if world == 1:
-        return local.cpu()
-    import torch.distributed as dist
-
-    per = math.ceil(n / world)
-    padded = torch.zeros((per, *local.shape[1:]), dtype=local.dtype, device=device)
-    padded[: len(local)] = local.to(device)
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
-    out = torch.empty((n, *local.shape[1:]), dtype=local.dtype)
-    for r, part in enumerate(parts):
-        count = len(range(r, n, world))
-        out[r::world] = part[:count].cpu()
-    return out
+    return Path(cache_dir) if cache_dir is not None else hfm_cache_dir("embeddings")
 
 
 # -- cache --------------------------------------------------------------------------------------------------

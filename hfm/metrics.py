@@ -28,6 +28,30 @@ def check_metric_names(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+def score(pred: Any, target: Any, metric: str, num_classes: int) -> float:
+    """Accuracy or balanced accuracy of predicted labels (mean recall over the classes present in ``target``).
+
+    The one implementation behind model selection (the probe's L2 grid, early stopping) and the reported
+    metrics. Takes arrays or tensors (on any device).
+
+    Raises:
+        ValueError: For a metric other than ``accuracy`` or ``balanced_accuracy``.
+    """
+    if metric not in ("accuracy", "balanced_accuracy"):
+        raise ValueError(f"score() computes accuracy or balanced_accuracy, not {metric!r}")
+    y, p = _labels(target), _labels(pred)
+    if len(y) == 0:
+        return math.nan
+    cm = _confusions(y, p, np.arange(len(y))[None, :], num_classes)
+    return float(_from_confusions(cm)[metric][0])
+
+
+def _labels(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=np.int64).reshape(-1)
+
+
 # ---- per-resample kernels: every function takes a leading resample axis ---------------------------------------
 def _confusions(y: np.ndarray, pred: np.ndarray, idx: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrices ``[B, C, C]`` (rows true, columns predicted) for resample indices ``idx [B, N]``."""

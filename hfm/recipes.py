@@ -12,7 +12,6 @@ recipes work outside a checkout. A preset may also be a path to a YAML file, or 
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,15 +20,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hfm.errors import ConfigError
+from hfm.data.registry import get_source, list_sources, parse_source
+from hfm.errors import ConfigError, TunerError
 from hfm.metrics import METRICS
+from hfm.policy import LoadPolicy
 from hfm.sweep import Shot, sort_shots
-
-TUNER_NAMES: tuple[str, ...] = ("probe", "lora", "dora", "vpt", "full", "bitfit")
-"""Tuners the shipped presets may name (the registry may hold more; it is asked when importable)."""
-
-PATH_KEYS: tuple[str, ...] = ("path", "root", "folder", "manifest", "csv", "data_dir", "dir")
-"""Keys of a data source block holding local paths, resolved against the recipe file's folder."""
+from hfm.tuners import is_known_tuner, list_tuners
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ADAPTERS = PACKAGE_ROOT.parent / "adapters"
@@ -91,11 +87,8 @@ class Preset(_Strict):
     @field_validator("tuner")
     @classmethod
     def _known_tuner(cls, value: str) -> str:
-        if value in TUNER_NAMES:  # built-in: no need to import the registry (and peft) just to validate
-            return value
-        known = known_tuners()
-        if value not in known:
-            raise ValueError(f"unknown tuner {value!r}: use one of {', '.join(known)}")
+        if not is_known_tuner(value):  # imports no tuner module (nor peft) just to validate
+            raise ValueError(f"unknown tuner {value!r}: use one of {', '.join(list_tuners())}")
         return value
 
 
@@ -116,6 +109,13 @@ class BackboneBlock(_Strict):
     twin: bool = False
     trust_remote_code: bool = False
     allow_pickle: bool = False
+
+    @property
+    def policy(self) -> LoadPolicy:
+        """The revision and opt-ins as the one object the backbone loaders take."""
+        return LoadPolicy(
+            revision=self.revision, trust_remote_code=self.trust_remote_code, allow_pickle=self.allow_pickle
+        )
 
 
 class HubTarget(_Strict):
@@ -228,7 +228,7 @@ class Recipe(_Strict):
     @classmethod
     def _typed_source(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value.get("type"), str):
-            raise ValueError("the data block needs a 'type' (synthetic, npz, folder, csv, hf, dicom)")
+            raise ValueError(f"the data block needs a 'type' ({', '.join(list_sources())})")
         return value
 
     @model_validator(mode="after")
@@ -252,17 +252,7 @@ class Recipe(_Strict):
         return Path(self.output) if self.output else Path("runs") / (self.name or "recipe")
 
 
-# ---- tuners, presets -------------------------------------------------------------------------------------
-def known_tuners() -> list[str]:
-    """Tuner names presets may use: the registry's when importable, else the shipped ones."""
-    try:
-        tuners = importlib.import_module("hfm.tuners")
-        names = list(tuners.list_tuners())
-    except (ImportError, AttributeError):
-        names = []
-    return sorted(set(names) | set(TUNER_NAMES))
-
-
+# ---- presets ---------------------------------------------------------------------------------------------
 def preset_dirs(extra: Iterable[Path] = ()) -> list[Path]:
     """Folders searched for presets by name, most specific first (duplicates removed)."""
     candidates = [*extra, Path.cwd() / "adapters", REPO_ADAPTERS, PACKAGE_ADAPTERS]
@@ -395,10 +385,16 @@ def load_preset(name_or_path: str | Path, *, base_dir: Path | None = None) -> Pr
 
 
 # ---- recipes ---------------------------------------------------------------------------------------------
+def path_keys(data: dict[str, Any]) -> list[str]:
+    """Keys of a data block holding local paths: its source's fields typed ``Path`` (none if unknown)."""
+    kind = data.get("type")
+    return get_source(kind).path_fields() if isinstance(kind, str) and kind in list_sources() else []
+
+
 def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Make relative local paths of a source block absolute, relative to the recipe file's folder."""
     out = dict(data)
-    for key in PATH_KEYS:
+    for key in path_keys(data):
         value = out.get(key)
         if isinstance(value, str) and value and not value.startswith(("hf://", "http://", "https://")):
             expanded = Path(os.path.expanduser(value))
@@ -432,21 +428,15 @@ def validate_training(training: dict[str, Any], source: str, field: str) -> None
 
 
 def validate_source(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Check a data block with the data sources' own schema (:func:`hfm.data.sources.parse_source`).
+    """Check a data block with its registered source's schema (:func:`hfm.data.registry.parse_source`).
 
     Returns the block as JSON-ready dict with defaults filled in, as it will be recorded in the run.
     """
     try:
-        sources = importlib.import_module("hfm.data.sources")
-        parse_source = sources.parse_source
-    except (ImportError, AttributeError):  # pragma: no cover - the data package is part of hfm
-        return data
-    try:
         parsed = parse_source(data, where="data")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-    dump = getattr(parsed, "model_dump", None)
-    return dump(mode="json", exclude_none=True) if callable(dump) else data
+    return parsed.model_dump(mode="json", exclude_none=True)
 
 
 def parse(
@@ -574,7 +564,7 @@ def check_backbone(block: BackboneBlock, source: str) -> str:
 
 def check_presets(recipe: Recipe, source: str) -> None:
     """Check each preset's tuner and method parameters against their typed configs, and that they combine."""
-    from hfm.errors import MethodError, TunerError
+    from hfm.errors import MethodError
     from hfm.methods import get_method
     from hfm.tuners import get_tuner
 
@@ -592,7 +582,7 @@ def check_presets(recipe: Recipe, source: str) -> None:
 
 def check_data_paths(recipe: Recipe, source: str) -> None:
     """Local paths of the data block must exist (a missing shared-data folder is a clear error)."""
-    for key in PATH_KEYS:
+    for key in path_keys(recipe.data):
         value = recipe.data.get(key)
         if isinstance(value, str) and Path(value).is_absolute() and not Path(value).exists():
             hint = (

@@ -176,13 +176,7 @@ class _Sweep:
             from hfm.backbones import load_backbone
 
             block = self.recipe.backbone
-            self._backbone = load_backbone(
-                block.name,
-                revision=block.revision,
-                twin=block.twin,
-                trust_remote_code=block.trust_remote_code,
-                allow_pickle=block.allow_pickle,
-            )
+            self._backbone = load_backbone(block.name, twin=block.twin, policy=block.policy)
             self._backbone.eval()
         return self._backbone
 
@@ -375,7 +369,7 @@ def _rank() -> int:
     """This process's rank under a multi-process launch (torchrun, accelerate launch); 0 otherwise."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0
-    from hfm.embeddings import process_info
+    from hfm.devices import process_info
 
     return process_info()[0]
 

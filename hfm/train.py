@@ -33,18 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from hfm.embeddings import (
-    as_dataset,
-    autocast,
-    extract,
-    gather_rows,
-    labels_of,
-    launched_on_cpu,
-    resolve_precision,
-    shard,
-)
+from hfm.data.dataset import as_dataset, labels_of
+from hfm.devices import autocast, gather_rows, launched_on_cpu, resolve_precision, shard
+from hfm.embeddings import extract
 from hfm.errors import DataError, TunerError
-from hfm.tuners.probe import score
+from hfm.metrics import score
 
 if TYPE_CHECKING:
     from accelerate import Accelerator

@@ -34,7 +34,8 @@ def _toy(n: int = 9):
 def _worker(out: Path) -> None:
     """What each of the two processes runs."""
     import hfm
-    from hfm.embeddings import extract, process_info
+    from hfm.devices import process_info
+    from hfm.embeddings import extract
     from hfm.train import TrainConfig, fit
 
     rank, world, _ = process_info()

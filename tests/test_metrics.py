@@ -128,3 +128,21 @@ def test_bad_shapes() -> None:
         evaluate([0, 1], np.ones((2, 2)) / 2, ["a"])
     with pytest.raises(ValueError, match="labels must lie"):
         evaluate([0, 2], np.ones((2, 2)) / 2, ["a", "b"])
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy"])
+def test_score_is_the_metric_evaluate_reports(metric: str) -> None:
+    """Model selection (probe grid, early stopping) and the reported metrics share one implementation."""
+    import torch
+
+    import hfm.train
+    import hfm.tuners.probe
+    from hfm.metrics import score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 60)
+    proba = rng.dirichlet(np.ones(4), 60)
+    expected = evaluate(y, proba, ["a", "b", "c", "d"], n_bootstrap=0)[metric]
+    pred = torch.as_tensor(proba.argmax(1))
+    assert score(pred, torch.as_tensor(y), metric, 4) == pytest.approx(expected, abs=1e-12)
+    assert hfm.train.score is score and hfm.tuners.probe.score is score

@@ -6,6 +6,7 @@ from typing import Any
 
 from hfm.backbones.spec import BackboneSpec
 from hfm.hub.download import Snapshot
+from hfm.policy import LoadPolicy
 
 TABLE_COLUMNS = ("name", "modality", "architecture", "params_m", "embed_dim", "license", "gated")
 _HEADERS = {"params_m": "params (M)", "embed_dim": "embedding"}
@@ -74,25 +75,25 @@ def download_backbone(
     revision: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    policy: LoadPolicy | None = None,
 ) -> Snapshot:
     """Fetch a backbone's configs and safetensors weights into the Hugging Face cache.
 
     For preparing an offline or air-gapped machine: copy the cache (``HF_HUB_CACHE``) afterwards and load
     with ``HF_HUB_OFFLINE=1``. Repository code (``*.py``) is fetched only with ``trust_remote_code``; pickled
     weights (``pytorch_model.bin`` ...) only with ``allow_pickle`` and when the revision has no safetensors.
+    The three may come as one :class:`~hfm.policy.LoadPolicy` instead.
     """
-    from hfm.backbones.errors import BackboneNotFoundError
     from hfm.backbones.names import LOCAL_DIR_PREFIX, resolve_name
-    from hfm.hub.download import CODE_PATTERNS, WEIGHT_PATTERNS, resolve_snapshot
+    from hfm.errors import BackboneNotFoundError
+    from hfm.hub.download import resolve_snapshot
 
+    chosen = LoadPolicy.from_keywords(
+        policy, revision=revision, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+    )
     if name_or_id.startswith(LOCAL_DIR_PREFIX):
         raise BackboneNotFoundError(f"{name_or_id!r} is a local folder: there is nothing to download")
     spec, repo, _ = resolve_name(name_or_id)
-    patterns = list(WEIGHT_PATTERNS) + (list(CODE_PATTERNS) if trust_remote_code else [])
     return resolve_snapshot(
-        repo,
-        revision=revision or (spec.revision if spec else None),
-        allow_patterns=patterns,
-        name=spec.name if spec else name_or_id,
-        allow_pickle=allow_pickle,
+        repo, policy=chosen.pinned(spec.revision if spec else None), name=spec.name if spec else name_or_id
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hfm.backbones.catalog import UnknownBackboneError, find_spec, get_spec, modalities
-from hfm.backbones.errors import BackboneNotFoundError
 from hfm.backbones.spec import BackboneSpec
+from hfm.errors import BackboneNotFoundError
 
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"

@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from hfm.backbones.errors import BackboneLoadError
 from hfm.backbones.loaders.common import json_kwargs, resolve_kwargs
 from hfm.backbones.spec import BackboneSpec
+from hfm.env import hfm_cache_dir
+from hfm.errors import BackboneLoadError
 
 TWIN_FORMAT = 2
 TIMM_DEFAULTS: dict[str, Any] = {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size": 8}
@@ -55,10 +56,7 @@ OPEN_CLIP_DEFAULTS: dict[str, Any] = {**TIMM_DEFAULTS, "proj_dim": 32}
 
 def twin_cache_dir() -> Path:
     """Where twins live: ``$HFM_CACHE/twins`` (read at call time), default ``~/.cache/hfm/twins``."""
-    root = os.environ.get("HFM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hfm"
-    )
-    return Path(root).expanduser() / "twins"
+    return hfm_cache_dir("twins")
 
 
 def twin_overrides(spec: BackboneSpec) -> dict[str, Any]:

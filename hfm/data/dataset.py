@@ -1,4 +1,5 @@
-"""A torch ``Dataset`` over a subset: image tensor, label and position, through the backbone's transform."""
+"""The torch ``Dataset`` over a subset (image tensor, label, position, through the backbone's transform),
+and the helpers that accept either a subset or a ready torch dataset."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch.utils.data import Dataset
 
 from hfm.backbones.transforms import to_uint8_rgb
 from hfm.data.splits import Subset
+from hfm.errors import DataError
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, int, int]]):
@@ -45,3 +47,32 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int, int]]):
         if self.augment is not None:
             image = self.augment(image)
         return self.transform(image), int(self.subset.labels[index]), int(index)
+
+
+def is_subset(data: Any) -> bool:
+    """Whether ``data`` looks like a :class:`hfm.data.Subset` (ids, labels and an image reader)."""
+    return hasattr(data, "image") and hasattr(data, "labels") and hasattr(data, "ids")
+
+
+def as_dataset(data: Any, transform: Callable[[Any], torch.Tensor]) -> Dataset[Any]:
+    """A torch dataset yielding ``(image, label, index)``: a Subset becomes an :class:`ImageDataset`."""
+    if is_subset(data):
+        return ImageDataset(data, transform)
+    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+        raise DataError(f"expected a hfm.data.Subset or a torch Dataset, got {type(data).__name__}")
+    return data  # type: ignore[no-any-return]
+
+
+def labels_of(data: Any) -> torch.Tensor | None:
+    """Integer labels of a Subset or an ImageDataset (``.subset.labels``), if they can be read cheaply."""
+    subset = data if is_subset(data) else getattr(data, "subset", None)
+    if subset is None or not hasattr(subset, "labels"):
+        return None
+    return torch.as_tensor(subset.labels, dtype=torch.long)
+
+
+def data_fingerprint(data: Any) -> str | None:
+    """The fingerprint of a Subset, or of the Subset behind an ImageDataset; ``None`` if unknown."""
+    subset = data if is_subset(data) else getattr(data, "subset", None)
+    fingerprint = getattr(subset, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None

@@ -10,17 +10,16 @@ import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 
 import numpy as np
+from pydantic import model_validator
 
+from hfm.data.dicom import DicomOpener
 from hfm.data.images import IMAGE_EXTENSIONS, FileReader, Opener, open_image, screen_files
+from hfm.data.registry import Raw, SourceBlock, register_source
 from hfm.data.splits import Subset
 from hfm.errors import DataError
-
-if TYPE_CHECKING:
-    from hfm.data.load import Raw
-    from hfm.data.sources import CsvSource, DicomSource, FolderSource
 
 SPLIT_NAMES = {
     "train": "train",
@@ -33,6 +32,62 @@ SPLIT_NAMES = {
     "testing": "test",
 }
 DICOM_EXTENSIONS = (".dcm", ".dicom", "")
+
+
+@register_source("folder")
+class FolderSource(SourceBlock):
+    """One sub-folder per class under ``root``; any PNG, JPEG, TIFF or BMP image inside (recursively).
+
+    Optional ``train``/``val``/``test`` top-level folders each holding the class folders give fixed splits.
+    """
+
+    root: Path
+    extensions: list[str] = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"]
+
+    def load(self) -> Raw:
+        """Read the class folders (see :func:`load_folder`)."""
+        return load_folder(self)
+
+
+@register_source("csv")
+class CsvSource(SourceBlock):
+    """A CSV manifest: one row per image, paths relative to the CSV's folder (or to ``root``)."""
+
+    path: Path
+    root: Path | None = None
+    path_column: str = "path"
+    label_column: str = "label"
+    group_column: str | None = None
+    split_column: str | None = None
+
+    def load(self) -> Raw:
+        """Read the manifest (see :func:`load_csv`)."""
+        return load_csv(self)
+
+
+@register_source("dicom")
+class DicomSource(SourceBlock):
+    """DICOM files (needs ``pydicom``: ``pip install hfm-hub[dicom]``): class folders under ``root`` or a
+    CSV manifest ``csv`` (columns as for the ``csv`` source). Only pixel data leaves the loader."""
+
+    root: Path | None = None
+    csv: Path | None = None
+    path_column: str = "path"
+    label_column: str = "label"
+    group_column: str | None = None
+    split_column: str | None = None
+    window: Literal["auto", "none"] = "auto"
+    """``auto`` applies the file's window centre/width when present; ``none`` scales by min/max."""
+
+    @model_validator(mode="after")
+    def _root_or_csv(self) -> DicomSource:
+        if (self.root is None) == (self.csv is None):
+            raise ValueError("give exactly one of 'root' (class folders) or 'csv' (a manifest)")
+        return self
+
+    def load(self) -> Raw:
+        """Read the DICOM files (see :func:`load_dicom`)."""
+        return load_dicom(self)
 
 
 def load_folder(config: FolderSource) -> Raw:
@@ -53,8 +108,6 @@ def load_csv(config: CsvSource) -> Raw:
 
 def load_dicom(config: DicomSource) -> Raw:
     """DICOM files, by class folder or manifest; only windowed pixel data leaves the reader."""
-    from hfm.data.dicom import DicomOpener
-
     opener = DicomOpener(window=config.window)
     if config.root is not None:
         return _from_folders(
@@ -219,8 +272,6 @@ def _build(
     on_error: str,
     opener: Opener,
 ) -> Raw:
-    from hfm.data.load import Raw
-
     kept, skipped = screen_files(root, relpaths, on_error=on_error, opener=opener, desc=f"checking {where}")
     reader = FileReader(root, [relpaths[i] for i in kept], opener)
     all_ids = [relpaths[i] for i in kept]

@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from pydantic import model_validator
 from tqdm.auto import tqdm
 
 from hfm.data.files import SPLIT_NAMES
+from hfm.data.registry import Raw, SourceBlock, register_source
 from hfm.data.splits import Subset
 from hfm.errors import DataError
 
-if TYPE_CHECKING:
-    from hfm.data.load import Raw
-    from hfm.data.sources import HfSource
+
+@register_source("hf")
+class HfSource(SourceBlock):
+    """A Hugging Face dataset: a Hub ``id`` (network, via :mod:`hfm.hub.data_fetch`) or a local ``path``
+    (a ``save_to_disk`` folder, or parquet files named ``train-*.parquet`` / ``test-*.parquet`` ...)."""
+
+    id: str | None = None
+    path: Path | None = None
+    config: str | None = None
+    revision: str | None = None
+    image_column: str = "image"
+    label_column: str = "label"
+    group_column: str | None = None
+    val_split: str | None = None
+    """Name of the validation split when it is not ``validation``/``val``/``valid``."""
+
+    @model_validator(mode="after")
+    def _id_or_path(self) -> HfSource:
+        if (self.id is None) == (self.path is None):
+            raise ValueError("give exactly one of 'id' (a Hub dataset) or 'path' (a local dataset folder)")
+        return self
+
+    def load(self) -> Raw:
+        """Map the dataset's splits to train/val/test (see :func:`load_hf`)."""
+        return load_hf(self)
 
 
 class HfReader:
@@ -87,8 +111,6 @@ def _open(config: HfSource) -> tuple[dict[str, Any], str]:
 
 def load_hf(config: HfSource) -> Raw:
     """Map dataset splits to train/val/test; labels from a ``ClassLabel`` when present."""
-    from hfm.data.load import Raw
-
     datasets_by_name, where = _open(config)
     aliases = dict(SPLIT_NAMES, all="all")
     if config.val_split is not None:

@@ -1,59 +1,27 @@
 """``load_data(source) -> Splits``: one entry point over every source type.
 
 Each source module returns the splits it has (``train``/``val``/``test``, or ``all`` when it has none)
-as :class:`Part` objects; this module makes the missing splits (stratified, group-aware, seeded),
+in a :class:`~hfm.data.registry.Raw`; this module makes the missing splits (stratified, group-aware, seeded),
 checks the classes and records how the splits were made in ``Splits.split_info``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hfm.data.partition import carve
-from hfm.data.sources import AutoSplit, parse_source
+from hfm.data.registry import AutoSplit, parse_source
 from hfm.data.splits import Splits, Subset
 from hfm.errors import DataError
-
-
-@dataclass
-class Raw:
-    """What a source module hands back before splits are completed.
-
-    Attributes:
-        parts: Subsets by name: any of ``train``, ``val``, ``test``, or only ``all``.
-        classes: Class names in label order.
-        where: The file or folder to name in error messages (relative or as the user wrote it).
-        info: Extra facts for ``split_info`` (e.g. how many corrupt files were skipped).
-    """
-
-    parts: dict[str, Subset]
-    classes: list[str]
-    where: str
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def _loaders() -> dict[str, Callable[[Any], Raw]]:
-    from hfm.data import files, hf, npz, synthetic
-
-    return {
-        "npz": npz.load_npz,
-        "folder": files.load_folder,
-        "csv": files.load_csv,
-        "dicom": files.load_dicom,
-        "hf": hf.load_hf,
-        "synthetic": synthetic.load_synthetic,
-    }
 
 
 def load_data(source: Any) -> Splits:
     """Load a labelled dataset as train / val / test :class:`~hfm.data.splits.Splits`.
 
     Args:
-        source: A source block (:data:`hfm.data.sources.SourceConfig`) or the dict a recipe holds,
+        source: A source block (a registered :class:`hfm.data.registry.SourceBlock`) or the dict a recipe holds,
             e.g. ``{"type": "npz", "path": "breastmnist.npz"}``.
 
     Returns:
@@ -64,7 +32,7 @@ def load_data(source: Any) -> Splits:
         DataError: The data is unusable (names the file and field, class or row).
     """
     config = parse_source(source)
-    raw = _loaders()[config.type](config)
+    raw = config.load()
     splits, split_info = complete_splits(raw.parts, config.split, where=raw.where)
     split_info.update(raw.info)
     check_classes(splits, raw.classes, where=raw.where)

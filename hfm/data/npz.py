@@ -4,25 +4,46 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import model_validator
 
 from hfm.data.images import ArrayReader
+from hfm.data.registry import Raw, SourceBlock, register_source
 from hfm.data.splits import Subset
 from hfm.errors import DataError
-
-if TYPE_CHECKING:
-    from hfm.data.load import Raw
-    from hfm.data.sources import NpzSource
 
 SPLITS = ("train", "val", "test")
 
 
+@register_source("npz")
+class NpzSource(SourceBlock):
+    """MedMNIST-layout ``.npz``: ``{split}_images`` and ``{split}_labels`` (labels ``(N,)`` or ``(N, 1)``).
+
+    Either a local ``path`` or a MedMNIST ``name`` (+ ``size``) downloaded from the official record with
+    its checksum verified. ``group_key`` names per-split group arrays (``{split}_{group_key}``, e.g. BCCD's
+    ``source_image``); a ``classes`` array inside the file names the classes.
+    """
+
+    path: Path | None = None
+    name: str | None = None
+    size: Literal[28, 64, 128, 224] = 28
+    group_key: str | None = None
+
+    @model_validator(mode="after")
+    def _path_or_name(self) -> NpzSource:
+        if (self.path is None) == (self.name is None):
+            raise ValueError("give exactly one of 'path' (a local .npz) or 'name' (a MedMNIST dataset)")
+        return self
+
+    def load(self) -> Raw:
+        """Read every split the file has (see :func:`load_npz`)."""
+        return load_npz(self)
+
+
 def load_npz(config: NpzSource) -> Raw:
     """Read every split the file has; labels ``(N,)`` or ``(N, 1)``; ids are ``split/index``."""
-    from hfm.data.load import Raw
-
     if config.path is not None:
         path = Path(config.path).expanduser()
         where = str(config.path)

@@ -9,16 +9,12 @@ and images are made on demand, so nothing is stored.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+from pydantic import Field
 
 from hfm.data.partition import rng_for
+from hfm.data.registry import Raw, SourceBlock, register_source
 from hfm.data.splits import Subset
-
-if TYPE_CHECKING:
-    from hfm.data.load import Raw
-    from hfm.data.sources import SyntheticSource
 
 CLASS_NAMES = [
     "blob",
@@ -84,10 +80,25 @@ class SyntheticReader:
         return render(int(self.labels[i]), rng, self.size, self.noise)
 
 
+@register_source("synthetic")
+class SyntheticSource(SourceBlock):
+    """A procedural task: classes differ in shape and texture, with noise; deterministic from ``seed``."""
+
+    n_classes: int = Field(3, ge=2, le=8)
+    n_per_class: int = Field(40, ge=1)
+    n_val_per_class: int = Field(10, ge=1)
+    n_test_per_class: int = Field(20, ge=1)
+    size: int = Field(32, ge=16, le=512)
+    seed: int = 0
+    noise: float = Field(0.1, ge=0.0, le=1.0)
+
+    def load(self) -> Raw:
+        """Render the three splits (see :func:`load_synthetic`)."""
+        return load_synthetic(self)
+
+
 def load_synthetic(config: SyntheticSource) -> Raw:
     """Train / val / test with ``n_per_class`` / ``n_val_per_class`` / ``n_test_per_class`` images per class."""
-    from hfm.data.load import Raw
-
     counts = {"train": config.n_per_class, "val": config.n_val_per_class, "test": config.n_test_per_class}
     parts: dict[str, Subset] = {}
     for split, per_class in counts.items():

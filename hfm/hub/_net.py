@@ -1,15 +1,12 @@
-"""Hub settings read at call time, and retrying of transient failures.
+"""The Hub token, and retrying of transient failures.
 
-huggingface_hub reads ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and the cache folders once, at import; hfm reads them
-from the environment each time it talks to the Hub, so a mirror or offline switch set later still applies.
+Endpoint, cache folder and offline mode are read at call time by :mod:`hfm.env`.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import httpx2
@@ -18,25 +15,6 @@ from huggingface_hub.errors import HfHubHTTPError
 
 T = TypeVar("T")
 _sleep = time.sleep  # tests replace this to skip the waits
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def endpoint() -> str:
-    """The Hub endpoint: ``HF_ENDPOINT`` now, else huggingface.co."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-def offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` is set now."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
-
-
-def cache_dir() -> Path:
-    """The Hub cache: ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home) / "hub"
 
 
 def token() -> str | None:

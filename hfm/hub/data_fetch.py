@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from hfm.env import hfm_cache_dir, offline, offline_variable
 from hfm.errors import HubError
 
 _RECORD = "https://zenodo.org/records/10519652/files"
@@ -177,20 +178,6 @@ MEDMNIST: dict[str, tuple[list[str], dict[int, str]]] = {
 }
 
 
-def is_offline() -> bool:
-    """Read at call time: tests and users switch it per process."""
-    return any(
-        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
-        for var in ("HF_HUB_OFFLINE", "HFM_OFFLINE")
-    )
-
-
-def cache_dir() -> Path:
-    """``$HFM_CACHE/datasets`` (default ``~/.cache/hfm/datasets``), read at call time."""
-    root = os.environ.get("HFM_CACHE") or str(Path.home() / ".cache" / "hfm")
-    return Path(root).expanduser() / "datasets"
-
-
 def medmnist_classes(name: str) -> list[str]:
     """Class names of a MedMNIST set in label order."""
     return list(_entry(name)[0])
@@ -219,14 +206,14 @@ def fetch_medmnist(name: str, size: int = 28, *, timeout: float = 30.0) -> Path:
     if size not in sums:
         raise HubError(f"MedMNIST {name} has no {size}px version; choose one of {sorted(sums)}")
     name = name.lower()
-    target = cache_dir() / "medmnist" / f"{name}{'' if size == 28 else f'_{size}'}.npz"
+    target = hfm_cache_dir("datasets") / "medmnist" / f"{name}{'' if size == 28 else f'_{size}'}.npz"
     if target.is_file():
         return target
     url = medmnist_url(name, size)
-    if is_offline():
+    if offline_variable() is not None:
         raise HubError(
             f"MedMNIST {name} ({size}px) is not cached and hfm is offline; download {url} "
-            "and use 'path:' in the source, or unset HF_HUB_OFFLINE/HFM_OFFLINE"
+            f"and use 'path:' in the source, or unset {offline_variable()}"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=target.parent, suffix=".part")
@@ -261,5 +248,5 @@ def load_hub_dataset(dataset_id: str, *, config: str | None = None, revision: st
         return datasets.load_dataset(dataset_id, config, revision=revision)
     except Exception as err:  # noqa: BLE001 - datasets raises many types for "not reachable / not found"
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-        hint = " (offline: HF_HUB_OFFLINE is set and it is not cached)" if is_offline() else ""
+        hint = f" (offline: {offline_variable()} is set and it is not cached)" if offline() else ""
         raise HubError(f"could not load Hub dataset {dataset_id!r}{hint}: {reason}") from None

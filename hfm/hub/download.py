@@ -1,7 +1,7 @@
 """Resolve a Hub model to a local snapshot folder and the commit it holds; the only network code for backbones.
 
 Everything downstream builds models from the folder this returns, so real models, pre-populated caches and
-twins all go through one path. Offline use fails fast: with ``HF_HUB_OFFLINE=1`` (or an unreachable endpoint,
+twins all go through one path. Offline use fails fast: with ``HFM_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` (or an unreachable endpoint,
 detected by a short TCP connect instead of huggingface_hub's retry loop) only the local cache is consulted.
 """
 
@@ -14,25 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from hfm.backbones.errors import BackboneAccessError, BackboneNotCachedError
+from hfm.env import hub_cache_dir, hub_endpoint, offline_variable
+from hfm.errors import BackboneAccessError, BackboneNotCachedError
+from hfm.policy import PICKLE_PATTERNS, LoadPolicy
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 CONNECT_TIMEOUT_S = 3.0
-# Weights are fetched as safetensors; pickled weights only with ``allow_pickle`` and only when a revision has
-# no safetensors at all (the loaders read them with ``torch.load(weights_only=True)``).
-WEIGHT_PATTERNS: tuple[str, ...] = ("*.json", "*.safetensors", "*.txt", "*.md")
-CODE_PATTERNS: tuple[str, ...] = ("*.py",)
-# The pickled weight files timm, transformers and open_clip publish (not optimizer or training-args pickles).
-PICKLE_PATTERNS: tuple[str, ...] = (
-    "pytorch_model.bin",
-    "pytorch_model-*.bin",
-    "pytorch_model.pth",
-    "model.pth",
-    "open_clip_pytorch_model.bin",
-    "open_clip_pytorch_model.pth",
-)
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_TRUE = {"1", "on", "yes", "true"}
 
 
 @dataclass(frozen=True)
@@ -41,27 +28,6 @@ class Snapshot:
 
     path: Path
     commit: str | None
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face Hub cache folder, read from the environment at call time (not at import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
-    )
-    return Path(home).expanduser() / "hub"
-
-
-def hub_endpoint() -> str:
-    """The Hub endpoint (``HF_ENDPOINT`` for mirrors), read at call time."""
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def is_offline() -> bool:
-    """Whether the user asked for offline mode (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().lower() in _TRUE
 
 
 def endpoint_reachable(endpoint: str | None = None, timeout: float = CONNECT_TIMEOUT_S) -> bool:
@@ -111,33 +77,31 @@ def _commit_of(folder: Path) -> str | None:
 def resolve_snapshot(
     repo_id: str,
     *,
-    revision: str | None = None,
+    policy: LoadPolicy = LoadPolicy(),
     cache_dir: str | Path | None = None,
     local_files_only: bool = False,
-    allow_patterns: list[str] | None = None,
     token: str | bool | None = None,
     name: str | None = None,
-    allow_pickle: bool = False,
 ) -> Snapshot:
     """Find (or download) a snapshot of ``repo_id`` and the commit it corresponds to.
 
     Args:
         repo_id: Hub repository id (``org/name``).
-        revision: Branch, tag or commit; ``None`` means the default branch.
+        policy: The revision (``None``: the default branch) and what may be fetched: configs and
+            safetensors always, repository code with ``trust_remote_code``, and with ``allow_pickle`` the
+            pickled weight files (:data:`~hfm.policy.PICKLE_PATTERNS`) of the same commit when the snapshot
+            holds no ``*.safetensors`` (with safetensors present, nothing pickled is fetched).
         cache_dir: Hub-layout cache to use; defaults to the Hugging Face cache (read at call time).
         local_files_only: Never touch the network (twins, or callers that know the files are local).
-        allow_patterns: Which files to fetch; defaults to configs and safetensors weights.
         token: Hub token; ``None`` uses the logged-in token or ``HF_TOKEN``.
         name: How the user named the model, for the hint in error messages.
-        allow_pickle: When the snapshot holds no ``*.safetensors``, also fetch the pickled weight files
-            (:data:`PICKLE_PATTERNS`) of the same commit. Safetensors are always preferred: with them present,
-            nothing pickled is fetched.
 
     Raises:
         BackboneNotCachedError: Offline (or the endpoint is unreachable) and the snapshot is not cached.
         BackboneAccessError: The Hub refused: gated, private, missing repo or revision.
     """
-    patterns = list(allow_patterns) if allow_patterns is not None else list(WEIGHT_PATTERNS)
+    patterns = policy.download_patterns()
+    revision = policy.revision
 
     def fetch(rev: str | None, files: list[str]) -> Snapshot:
         return _resolve(
@@ -151,7 +115,7 @@ def resolve_snapshot(
         )
 
     snapshot = fetch(revision, patterns)
-    if not allow_pickle or any(snapshot.path.glob("*.safetensors")):
+    if not policy.allow_pickle or any(snapshot.path.glob("*.safetensors")):
         return snapshot
     # Second pass at the same commit: only a snapshot without safetensors makes pickled weights worth fetching.
     try:
@@ -189,8 +153,8 @@ def _resolve(
     offline_reason = None
     if local_files_only:
         offline_reason = "local files only"
-    elif is_offline():
-        offline_reason = "HF_HUB_OFFLINE is set"
+    elif offline_variable() is not None:
+        offline_reason = f"{offline_variable()} is set"
     elif not endpoint_reachable():
         offline_reason = f"the Hub endpoint {hub_endpoint()} is unreachable"
     if offline_reason is not None:

@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
+from hfm._fs import CONFIG_NAME
 from hfm.errors import HubError
 from hfm.sweep import PLOT_NAME, SUMMARY_FILES, k_order, parse_k, parse_run_path
 
-CONFIG_NAME = "hfm_config.json"
 # Files an adapter folder may publish (peft's own README.md is replaced by the card).
 ADAPTER_SUFFIXES = (".json", ".safetensors")
 

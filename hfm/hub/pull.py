@@ -17,6 +17,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from hfm import env
 from hfm.errors import HubError
 from hfm.hub import _net
 from hfm.hub.folders import CONFIG_NAME
@@ -36,17 +37,17 @@ def download_adapter(repo_id: str, revision: str | None = None) -> Path:
     """
     if not _REPO_ID.match(repo_id):
         raise HubError(f"{repo_id!r} is neither a local folder nor a Hub repository id (org/name)")
-    offline = _net.offline()
-    where = "the local cache (HF_HUB_OFFLINE=1)" if offline else _net.endpoint()
+    offline = env.offline_variable()
+    where = f"the local cache ({offline}=1)" if offline else env.hub_endpoint()
     try:
         folder = snapshot_download(
             repo_id,
             revision=revision,
             allow_patterns=ADAPTER_PATTERNS,
-            cache_dir=_net.cache_dir(),
-            endpoint=_net.endpoint(),
+            cache_dir=env.hub_cache_dir(),
+            endpoint=env.hub_endpoint(),
             token=_net.token(),
-            local_files_only=offline,
+            local_files_only=offline is not None,
         )
     except GatedRepoError as err:
         raise HubError(f"{repo_id} is gated: accept its terms on the Hub page, then pull again") from err
@@ -57,7 +58,7 @@ def download_adapter(repo_id: str, revision: str | None = None) -> Path:
             f"{repo_id} not found on {where}: check the name, or log in (`hf auth login`) if it is private"
         ) from err
     except LocalEntryNotFoundError as err:
-        hint = "unset HF_HUB_OFFLINE to download it" if offline else f"check the connection to {where}"
+        hint = f"unset {offline} to download it" if offline else f"check the connection to {where}"
         raise HubError(f"{repo_id} is not in the local cache and cannot be downloaded: {hint}") from err
     except Exception as err:
         if _net.is_transient(err) or _net.status_of(err) is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
+from hfm import env
 from hfm.errors import HubError
 from hfm.hub import _net
 from hfm.hub.cards import render_card
@@ -160,7 +161,7 @@ def push(
 
 def _send(result: PushResult, stage: Path, token: str, *, attempts: int, backoff: float) -> None:
     """Create the repo (and branch) if needed and send the single commit, retrying transient failures."""
-    api = HfApi(endpoint=_net.endpoint(), token=token)
+    api = HfApi(endpoint=env.hub_endpoint(), token=token)
     repo_id, branch = result.repo_id, result.revision
     where = "nothing reached the Hub"
     try:

@@ -82,10 +82,20 @@ def get_tuner(name: str) -> type[AdaptedModel]:
         raise TunerError(f"unknown tuner {name!r}: use one of {known}") from None
 
 
+def builtin_tuners() -> tuple[str, ...]:
+    """The tuner names hfm ships, in a stable order, without importing their modules (or peft)."""
+    return tuple(_BUILTINS)
+
+
+def is_known_tuner(name: str) -> bool:
+    """Whether ``name`` is a built-in or registered tuner; imports nothing."""
+    return name in _BUILTINS or name in _REGISTRY
+
+
 def list_tuners() -> list[str]:
     """Registered tuner names, sorted."""
     _load_builtins()
     return sorted(_REGISTRY)
 
 
-__all__ = ["get_tuner", "list_tuners", "register_tuner"]
+__all__ = ["builtin_tuners", "get_tuner", "is_known_tuner", "list_tuners", "register_tuner"]

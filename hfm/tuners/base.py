@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hfm._fs import move_into_place
+from hfm._fs import CONFIG_NAME, move_into_place
 from hfm._params import TypedParams
 from hfm.errors import HfmError, TunerError
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
     from hfm.backbones.base import Backbone
 
-CONFIG_NAME = "hfm_config.json"
 WEIGHTS_NAME = "weights.safetensors"
 FORMAT_VERSION = 1
 _CORE_KEYS = (

@@ -27,7 +27,7 @@ PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 @dataclasses.dataclass
-class LoraConfig(TunerConfig):
+class LoraTunerConfig(TunerConfig):
     """LoRA parameters.
 
     Attributes:
@@ -49,11 +49,11 @@ class LoraConfig(TunerConfig):
 
 
 @register_tuner("lora")
-class LoraModel(AdaptedModel):
+class LoraTuner(AdaptedModel):
     """Low-rank updates on the target modules of a frozen backbone, plus the head."""
 
-    config_cls = LoraConfig
-    config: LoraConfig
+    config_cls = LoraTunerConfig
+    config: LoraTunerConfig
     default_lr = 5e-4
     use_dora = False
 
@@ -132,7 +132,7 @@ class LoraModel(AdaptedModel):
 
 
 @register_tuner("dora")
-class DoraModel(LoraModel):
+class DoraTuner(LoraTuner):
     """DoRA (weight-decomposed low-rank adaptation): LoRA with a learned magnitude per output feature."""
 
     use_dora = True

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hfm.errors import TunerError
+from hfm.metrics import score
 from hfm.tuners import register_tuner
 from hfm.tuners.base import AdaptedModel, TunerConfig, positive
 
@@ -59,15 +60,6 @@ class ProbeConfig(TunerConfig):
             raise TunerError(f"tuner {tuner!r}: parameter 'l2' must be >= 0, got {self.l2}")
         if not self.l2_grid or any(v < 0 for v in self.l2_grid):
             raise TunerError(f"tuner {tuner!r}: parameter 'l2_grid' needs non-negative values")
-
-
-def score(pred: torch.Tensor, target: torch.Tensor, metric: str, num_classes: int) -> float:
-    """Accuracy or balanced accuracy (mean per-class recall over classes present in ``target``)."""
-    correct = (pred == target).float()
-    if metric == "accuracy":
-        return float(correct.mean())
-    recalls = [correct[target == c].mean() for c in range(num_classes) if bool((target == c).any())]
-    return float(torch.stack(recalls).mean())
 
 
 @register_tuner("probe")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hfm.backbones.errors import BackboneAccessError, BackboneNotCachedError
+from hfm.errors import BackboneAccessError, BackboneNotCachedError
 from hfm.hub import download
 from hfm.hub.download import endpoint_reachable, resolve_snapshot
+from hfm.policy import LoadPolicy
 
 
 def test_cached_snapshot_resolves_offline(cached_timm_repo: tuple[str, Path]) -> None:
@@ -67,6 +68,26 @@ def _online(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
 
 
+@pytest.mark.parametrize("variable", ["HFM_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_every_offline_switch_stops_backbone_downloads(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """One decision for all of hfm: HFM_OFFLINE (which also stops MedMNIST downloads) stops the Hub too."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    _online(monkeypatch, AssertionError("unused"))
+
+    def cache_only(*args: object, local_files_only: bool = False, **kwargs: object) -> str:
+        assert local_files_only, "the network was used although hfm is offline"
+        raise LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cache_only)
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(BackboneNotCachedError, match=f"{variable} is set"):
+        resolve_snapshot("acme/not-cached")
+
+
 def _http_error(cls: type[Exception], status: int) -> Exception:
     """A huggingface_hub HTTP error without a live response (its HTTP library differs across versions)."""
     err = cls.__new__(cls)
@@ -100,7 +121,7 @@ def test_missing_repo_and_revision(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_snapshot("acme/nope")
     _online(monkeypatch, _http_error(RevisionNotFoundError, 404))
     with pytest.raises(BackboneAccessError, match="revision 'v9' of acme/nope does not exist"):
-        resolve_snapshot("acme/nope", revision="v9")
+        resolve_snapshot("acme/nope", policy=LoadPolicy(revision="v9"))
 
 
 def test_download_fetches_only_configs_and_safetensors(
@@ -119,7 +140,7 @@ def test_download_fetches_only_configs_and_safetensors(
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(download, "endpoint_reachable", lambda *a, **k: True)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
-    snapshot = resolve_snapshot("acme/m", revision="main")
+    snapshot = resolve_snapshot("acme/m", policy=LoadPolicy(revision="main"))
     assert snapshot.commit == "a" * 40
     patterns = seen["allow_patterns"]
     assert isinstance(patterns, list) and "*.safetensors" in patterns

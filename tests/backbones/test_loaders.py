@@ -10,9 +10,9 @@ import torch
 
 import hfm
 from hfm.backbones.catalog import get_spec
-from hfm.backbones.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
 from hfm.backbones.loaders import build_from_folder
 from hfm.backbones.loaders.common import resolve_kwargs
+from hfm.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
 
 
 def test_cached_hf_hub_timm_model_loads_offline(cached_timm_repo: tuple[str, Path]) -> None:
@@ -116,3 +116,16 @@ def test_device_and_dtype_are_applied() -> None:
     backbone = hfm.load_backbone("pathology/uni", twin=True, device="cpu", dtype=torch.float64)
     assert next(backbone.parameters()).dtype == torch.float64
     assert not backbone.training
+
+
+def test_open_clip_missing_is_a_one_line_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """open_clip is an optional extra: without it, loading a CLIP backbone says what to install."""
+    import sys
+
+    from hfm.backbones.loaders.clip_loader import build_open_clip
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    with pytest.raises(BackboneLoadError, match=r"pip install 'hfm-hub\[clip\]'"):
+        build_open_clip(tmp_path, None, label="x")

@@ -20,11 +20,12 @@ from safetensors.torch import load_file
 
 import hfm
 from hfm.backbones.catalog import get_spec
-from hfm.backbones.errors import BackboneLoadError
 from hfm.backbones.twins import write_twin
 from hfm.cli import cli
+from hfm.errors import BackboneLoadError
 from hfm.hub import download
-from hfm.hub.download import PICKLE_PATTERNS, resolve_snapshot
+from hfm.hub.download import resolve_snapshot
+from hfm.policy import PICKLE_PATTERNS, LoadPolicy
 
 COMMIT = "c" * 40
 
@@ -244,7 +245,7 @@ def test_pickles_are_fetched_only_when_allowed_and_no_safetensors(
     assert len(calls) == 1 and "pytorch_model.bin" not in calls[0]["allow_patterns"]
 
     calls.clear()
-    assert resolve_snapshot("acme/m", revision="main", allow_pickle=True).commit == COMMIT
+    assert resolve_snapshot("acme/m", policy=LoadPolicy(revision="main", allow_pickle=True)).commit == COMMIT
     assert len(calls) == 2
     assert not any(p in calls[0]["allow_patterns"] for p in PICKLE_PATTERNS)
     second = calls[1]["allow_patterns"]
@@ -254,7 +255,7 @@ def test_pickles_are_fetched_only_when_allowed_and_no_safetensors(
 
     calls.clear()
     (folder / "model.safetensors").write_bytes(b"")
-    resolve_snapshot("acme/m", allow_pickle=True)
+    resolve_snapshot("acme/m", policy=LoadPolicy(allow_pickle=True))
     assert len(calls) == 1  # safetensors exist: nothing pickled is fetched
 
 
@@ -268,6 +269,6 @@ def test_cli_download_passes_allow_pickle(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setattr(download, "resolve_snapshot", fake)
     result = CliRunner().invoke(cli, ["backbones", "download", "acme/m", "--allow-pickle"])
     assert result.exit_code == 0, result.output
-    assert seen["allow_pickle"] is True and COMMIT in result.output
+    assert seen["policy"].allow_pickle is True and COMMIT in result.output
     CliRunner().invoke(cli, ["backbones", "download", "acme/m"])
-    assert seen["allow_pickle"] is False
+    assert seen["policy"].allow_pickle is False

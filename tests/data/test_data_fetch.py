@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hfm.data import load_data
+from hfm.env import hfm_cache_dir
 from hfm.errors import HubError
 from hfm.hub import data_fetch
 
@@ -48,7 +49,7 @@ def test_download_verifies_checksum_and_caches(mirror: bytes, monkeypatch: pytes
     monkeypatch.setattr(data_fetch, "medmnist_url", lambda name, size: f"{data_fetch._RECORD}/{name}.npz")
     splits = load_data({"type": "npz", "name": "breastmnist", "split": {"val": 0.2, "test": 0.2}})
     assert splits.classes == ["malignant", "normal, benign"]
-    cached = data_fetch.cache_dir() / "medmnist" / "breastmnist.npz"
+    cached = hfm_cache_dir("datasets") / "medmnist" / "breastmnist.npz"
     assert cached.read_bytes() == mirror
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # cached copies work offline
     assert data_fetch.fetch_medmnist("breastmnist") == cached
@@ -58,7 +59,7 @@ def test_checksum_mismatch_is_refused(mirror: bytes, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(data_fetch, "medmnist_url", lambda name, size: f"{data_fetch._RECORD}/{name}.npz")
     with pytest.raises(HubError, match="failed its checksum"):
         data_fetch.fetch_medmnist("breastmnist")
-    assert not list((data_fetch.cache_dir() / "medmnist").iterdir())  # no partial file left
+    assert not list((hfm_cache_dir("datasets") / "medmnist").iterdir())  # no partial file left
 
 
 def test_offline_fails_fast_with_what_to_do() -> None:

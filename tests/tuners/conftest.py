@@ -14,6 +14,7 @@ import pytest
 import hfm
 from hfm.backbones.base import Backbone
 from hfm.data.splits import Subset
+from hfm.tuners import builtin_tuners
 
 #: One twin per family: timm ViT, timm ViT with registers (cls+mean), transformers DINOv2, transformers ViT.
 FAMILIES = {
@@ -22,7 +23,7 @@ FAMILIES = {
     "hf-dinov2": "radiology/rad-dino",
     "hf-vit": "pathology/phikon",
 }
-TUNERS = ("probe", "lora", "dora", "vpt", "full", "bitfit")
+TUNERS = builtin_tuners()
 
 
 def twin(family_or_name: str) -> Backbone:

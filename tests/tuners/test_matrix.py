@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import hfm
-from hfm.embeddings import SubsetImages
+from hfm.data.dataset import ImageDataset
 from hfm.methods import get_method
 from hfm.train import TrainConfig, fit
 
@@ -29,7 +29,7 @@ UNUSED = ("mask_token", "pooler.")
 
 
 def _batch(subset, backbone) -> tuple[torch.Tensor, torch.Tensor]:
-    data = SubsetImages(subset, backbone.transform)
+    data = ImageDataset(subset, backbone.transform)
     images = torch.stack([data[i][0] for i in range(len(data))])
     return images, torch.as_tensor(subset.labels)
 

@@ -150,3 +150,19 @@ def test_lora_export_merged_loads_without_peft(make_twin, tmp_path) -> None:
     torch.testing.assert_close(
         loaded.predict_proba(images), model.predict_proba(images), atol=1e-5, rtol=1e-4
     )
+
+
+def test_no_tuner_class_shadows_a_peft_name() -> None:
+    """``hfm.tuners.lora`` hands LoRA to peft; a class of the same name as peft's would be read as peft's."""
+    import inspect
+
+    import peft
+
+    import hfm.tuners.lora
+
+    ours = {
+        name
+        for name, obj in vars(hfm.tuners.lora).items()
+        if inspect.isclass(obj) and obj.__module__.startswith("hfm")
+    }
+    assert ours and not ours & set(dir(peft)), ours & set(dir(peft))

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from hfm.backbones.base import Backbone
-from hfm.backbones.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
 from hfm.backbones.loaders.clip_loader import build_open_clip, open_clip_spec, open_clip_width
 from hfm.backbones.loaders.common import detect_family
 from hfm.backbones.loaders.hf_loader import (
@@ -31,6 +30,8 @@ from hfm.backbones.loaders.hf_loader import (
 from hfm.backbones.loaders.timm_loader import build_timm, timm_prefix_tokens, timm_spec, timm_width
 from hfm.backbones.names import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, resolve_name
 from hfm.backbones.spec import BackboneSpec
+from hfm.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
+from hfm.policy import LoadPolicy
 
 __all__ = ["HF_HUB_PREFIX", "LOCAL_DIR_PREFIX", "build_from_folder", "load_backbone", "resolve_name"]
 
@@ -42,6 +43,7 @@ def load_backbone(
     twin: bool = False,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    policy: LoadPolicy | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> Backbone:
@@ -57,6 +59,8 @@ def load_backbone(
         allow_pickle: When the revision has no safetensors, fetch and read its pickled weights
             (``pytorch_model.bin``, ``open_clip_pytorch_model.bin`` ...) with ``torch.load(weights_only=True)``,
             which rebuilds tensors only and refuses arbitrary objects. Safetensors are always preferred.
+        policy: The three above as one :class:`~hfm.policy.LoadPolicy` (what recipes and adapters pass);
+            give either it or the keywords.
         device: Where to put the model.
         dtype: Parameter dtype (default float32).
 
@@ -65,8 +69,11 @@ def load_backbone(
         BackboneLoadError: all one-line :class:`hfm.errors.BackboneError` subclasses.
     """
     from hfm.backbones import twins
-    from hfm.hub.download import CODE_PATTERNS, WEIGHT_PATTERNS, resolve_snapshot
+    from hfm.hub.download import resolve_snapshot
 
+    policy = LoadPolicy.from_keywords(
+        policy, revision=revision, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+    )
     spec, repo, _ = resolve_name(name_or_id)
     if twin:
         if spec is None:
@@ -88,24 +95,20 @@ def load_backbone(
             name=name_or_id,
             hub_id=str(folder),
             revision=_commit_from_path(folder),
-            trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
+            policy=policy,
             device=device,
             dtype=dtype,
         )
     else:
-        if spec is not None and spec.trust_remote_code and not trust_remote_code:
+        if spec is not None and spec.trust_remote_code and not policy.trust_remote_code:
             raise RemoteCodeError(
                 f"{spec.name} runs code from its Hub repository {spec.hub_id}: if you trust it, pass "
                 "trust_remote_code=True (CLI: --trust-remote-code)"
             )
-        patterns = list(WEIGHT_PATTERNS) + (list(CODE_PATTERNS) if trust_remote_code else [])
         snapshot = resolve_snapshot(
             repo,
-            revision=revision or (spec.revision if spec else None),
-            allow_patterns=patterns,
+            policy=policy.pinned(spec.revision if spec else None),
             name=spec.name if spec else name_or_id,
-            allow_pickle=allow_pickle,
         )
     return build_from_folder(
         snapshot.path,
@@ -114,8 +117,7 @@ def load_backbone(
         hub_id=repo,
         revision=snapshot.commit,
         twin=twin,
-        trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle,
+        policy=policy,
         device=device,
         dtype=dtype,
     )
@@ -136,33 +138,31 @@ def build_from_folder(
     hub_id: str,
     revision: str | None,
     twin: bool = False,
-    trust_remote_code: bool = False,
-    allow_pickle: bool = False,
+    policy: LoadPolicy = LoadPolicy(),
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> Backbone:
-    """Build a :class:`Backbone` from a local model folder.
+    """Build a :class:`Backbone` from a local model folder; ``revision`` is the commit it holds (recorded).
 
     With a spec (catalog entry) the spec's loader and kwargs are used and the result is checked against it;
     without one (ad-hoc id or folder) the library is detected from the files and the spec is derived from the
-    model and its preprocessing config. ``allow_pickle`` lets a folder without safetensors load from its
-    pickled weights (restricted to tensors, see :func:`load_backbone`).
+    model and its preprocessing config. The policy's ``allow_pickle`` lets a folder without safetensors load
+    from its pickled weights (restricted to tensors, see :func:`load_backbone`); its ``trust_remote_code``
+    lets a transformers model run the folder's code.
     """
     # A catalog spec names its library; otherwise the files decide (an hf-hub: id may hold any library).
     loader = spec.loader if spec is not None else detect_family(folder)
     model: nn.Module
     if loader == "timm":
-        model = build_timm(folder, spec, label=name, allow_pickle=allow_pickle)
+        model = build_timm(folder, spec, label=name, policy=policy)
         if spec is None:
             spec = timm_spec(model, name=name, hub_id=hub_id)
     elif loader == "transformers":
-        model = build_transformers(
-            folder, spec, label=name, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
-        )
+        model = build_transformers(folder, spec, label=name, policy=policy)
         if spec is None:
             spec = transformers_spec(model, folder, name=name, hub_id=hub_id)
     elif loader == "open_clip":
-        model = build_open_clip(folder, spec, label=name, allow_pickle=allow_pickle)
+        model = build_open_clip(folder, spec, label=name, policy=policy)
         if spec is None:
             spec = open_clip_spec(model, folder, name=name, hub_id=hub_id)
     else:  # pragma: no cover - BackboneSpec validates loaders

@@ -14,7 +14,6 @@ from typing import Any
 
 from torch import nn
 
-from hfm.backbones.errors import BackboneLoadError
 from hfm.backbones.loaders.common import (
     is_pickled,
     load_pickled_state_dict,
@@ -25,6 +24,8 @@ from hfm.backbones.loaders.common import (
 )
 from hfm.backbones.loaders.timm_loader import TIMM_LORA_TARGETS
 from hfm.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
+from hfm.errors import BackboneLoadError
+from hfm.policy import LoadPolicy
 
 # Extra keyword arguments for the timm trunk, stored in ``vision_cfg`` (twins use it to shrink the trunk;
 # open_clip's own ``TimmModel`` has no way to pass them).
@@ -59,18 +60,29 @@ def read_clip_config(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return dict(config.get("model_cfg", config)), dict(config.get("preprocess_cfg", {}))
 
 
+def _open_clip_model() -> Any:
+    """``open_clip.model``: open_clip is an optional extra, so its absence is a one-line error naming it."""
+    try:
+        from open_clip import model
+    except ImportError:
+        raise BackboneLoadError(
+            "open_clip models need the open_clip_torch package: pip install 'hfm-hub[clip]'"
+        ) from None
+    return model
+
+
 def build_open_clip(
-    folder: Path, spec: BackboneSpec | None, *, label: str, allow_pickle: bool = False
+    folder: Path, spec: BackboneSpec | None, *, label: str, policy: LoadPolicy = LoadPolicy()
 ) -> nn.Module:
     """The image tower (``model.visual``) with its weights; a timm trunk keeps token access.
 
-    Pickled weights (one file, by open_clip's names) are read only with ``allow_pickle=True`` and when the
+    Pickled weights (one file, by open_clip's names) are read only when the policy allows them and the
     folder has no safetensors.
     """
-    from open_clip.model import _build_vision_tower
     from safetensors.torch import load_file
 
-    files = weight_files(folder, label, allow_pickle=allow_pickle)
+    _build_vision_tower = _open_clip_model()._build_vision_tower
+    files = weight_files(folder, label, allow_pickle=policy.allow_pickle)
     pickled = is_pickled(files)
     preferred = [f for name in _WEIGHT_NAMES for f in files if f.name == name] or files
     model_cfg, _ = read_clip_config(folder)

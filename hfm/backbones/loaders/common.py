@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfm.backbones.errors import BackboneLoadError
+from hfm.errors import BackboneLoadError
 
 if TYPE_CHECKING:
     import torch

@@ -12,7 +12,6 @@ from typing import Any
 
 from torch import nn
 
-from hfm.backbones.errors import BackboneLoadError, RemoteCodeError
 from hfm.backbones.loaders.common import (
     first_lines,
     is_pickled,
@@ -22,6 +21,8 @@ from hfm.backbones.loaders.common import (
     weight_files,
 )
 from hfm.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
+from hfm.errors import BackboneLoadError, RemoteCodeError
+from hfm.policy import LoadPolicy
 
 # Multimodal model types whose image encoder is a separate class: load only that tower.
 VISION_TOWERS: dict[str, str] = {
@@ -38,20 +39,19 @@ def build_transformers(
     spec: BackboneSpec | None,
     *,
     label: str,
-    trust_remote_code: bool = False,
-    allow_pickle: bool = False,
+    policy: LoadPolicy = LoadPolicy(),
 ) -> nn.Module:
     """Load the model with its config class (or the image tower of a multimodal model) from safetensors.
 
-    A config with ``auto_map`` runs code from the repository, so it needs ``trust_remote_code=True``. A folder
-    without safetensors is read from ``pytorch_model.bin`` only with ``allow_pickle=True``, restricted to
-    tensors (``weights_only=True``).
+    A config with ``auto_map`` runs code from the repository, so it needs the policy's ``trust_remote_code``. A
+    folder without safetensors is read from ``pytorch_model.bin`` only with the policy's ``allow_pickle``,
+    restricted to tensors (``weights_only=True``).
     """
     import transformers
 
-    pickled = is_pickled(weight_files(folder, label, allow_pickle=allow_pickle))
+    pickled = is_pickled(weight_files(folder, label, allow_pickle=policy.allow_pickle))
     raw = read_json(folder / "config.json")
-    if raw.get("auto_map") and not trust_remote_code:
+    if raw.get("auto_map") and not policy.trust_remote_code:
         raise RemoteCodeError(
             f"{label} runs code from its Hub repository (config.json has auto_map): if you trust it, pass "
             "trust_remote_code=True (CLI: --trust-remote-code)"
@@ -68,7 +68,7 @@ def build_transformers(
             str(folder),
             use_safetensors=not pickled,
             weights_only=True,
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=policy.trust_remote_code,
             output_loading_info=True,
             **kwargs,
         )

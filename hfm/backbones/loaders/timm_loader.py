@@ -13,7 +13,6 @@ from typing import Any
 
 from torch import nn
 
-from hfm.backbones.errors import BackboneLoadError
 from hfm.backbones.loaders.common import (
     first_lines,
     is_pickled,
@@ -24,6 +23,8 @@ from hfm.backbones.loaders.common import (
     weight_files,
 )
 from hfm.backbones.spec import BackboneSpec
+from hfm.errors import BackboneLoadError
+from hfm.policy import LoadPolicy
 
 # Attention projections inside timm transformer blocks (ViT: qkv/proj; Eva: qkv or q/k/v_proj, proj).
 TIMM_LORA_TARGETS = r".*blocks\.\d+\.attn\.(qkv|q_proj|k_proj|v_proj|proj)"
@@ -32,18 +33,18 @@ TIMM_PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
 
 
 def build_timm(
-    folder: Path, spec: BackboneSpec | None, *, label: str, allow_pickle: bool = False
+    folder: Path, spec: BackboneSpec | None, *, label: str, policy: LoadPolicy = LoadPolicy()
 ) -> nn.Module:
     """Create the model from the folder's ``config.json`` plus the spec's loader kwargs and load its weights.
 
     The folder's ``model_args`` are defaults; the spec's ``loader_kwargs`` (``init_values``, ``mlp_layer``,
     ``reg_tokens`` ...) override them, exactly like ``timm.create_model("hf-hub:...", **kwargs)``. The
     classifier head is dropped (``num_classes=0``) unless the kwargs say otherwise. Pickled weights are read
-    only with ``allow_pickle=True`` and when the folder has no safetensors.
+    only when the policy allows them and the folder has no safetensors.
     """
     import timm
 
-    weights = weight_files(folder, label, allow_pickle=allow_pickle)
+    weights = weight_files(folder, label, allow_pickle=policy.allow_pickle)
     pickled = is_pickled(weights)
     kwargs: dict[str, Any] = resolve_kwargs(dict(spec.loader_kwargs) if spec else {})
     kwargs.setdefault("num_classes", 0)
