@@ -131,7 +131,11 @@ def test_entry_fields_are_valid(spec: BackboneSpec) -> None:
     assert spec.input_size % 14 == 0 or spec.input_size % 16 == 0
     assert 0.5 < spec.crop_pct <= 1.0
     assert spec.interpolation in {"bicubic", "bilinear", "nearest"}
-    assert all(0.0 < m < 1.0 for m in spec.mean) and all(0.0 < s < 1.0 for s in spec.std)
+    if spec.scaling == "minmax":  # pixels already in [0, 1] by the image's own range: no mean/std on top
+        assert (spec.mean, spec.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    else:
+        assert all(0.0 < m < 1.0 for m in spec.mean) and all(0.0 < s < 1.0 for s in spec.std)
+    assert all(spec.provenance.values())
     assert spec.num_prefix_tokens >= 0 and spec.embed_dim > 0
     assert spec.params_m is not None and spec.params_m > 1
     assert spec.lora_targets, "every entry needs default LoRA targets"
