@@ -30,6 +30,7 @@ PICKLE_PATTERNS: tuple[str, ...] = (
     "model.pth",
     "open_clip_pytorch_model.bin",
     "open_clip_pytorch_model.pth",
+    "RETFound_*.pth",  # YukunZhou/RETFound_*: <repo name>.pth (rmaphoh/RETFound_MAE main_finetune.py)
 )
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "on", "yes", "true"}

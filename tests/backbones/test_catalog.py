@@ -278,3 +278,44 @@ def test_open_clip_tower_lora_targets_match_trunk(spec: BackboneSpec) -> None:
     matched = [n for n in names if re.fullmatch(str(spec.lora_targets), n)]
     assert len(matched) == 2 * TIMM_SMALL["depth"]
     assert trunk.num_prefix_tokens == spec.num_prefix_tokens
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scaling": "zscore"}, "scaling must be one of"),
+        ({"fc_norm": True, "pooling": "cls"}, "fc_norm applies to 'mean' pooling only"),
+        ({"provenance": {"colour": "somewhere"}}, "provenance keys must be spec fields"),
+        ({"provenance": {"mean": ""}}, "provenance keys must be spec fields"),
+    ],
+)
+def test_spec_rejects_inconsistent_preprocessing_facts(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_spec("pathology/uni").replace(**change)
+
+
+@pytest.mark.parametrize(
+    ("name", "facts"),
+    [
+        # issue-level fixes, each against the publisher's code (see the entries' provenance)
+        ("radiology/medsam", {"scaling": "minmax", "interpolation": "bicubic", "mean": (0.0, 0.0, 0.0)}),
+        ("ophthalmology/retfound-cfp", {"pooling": "mean", "fc_norm": True, "num_prefix_tokens": 1}),
+        ("ophthalmology/retfound-oct", {"pooling": "mean", "fc_norm": True}),
+        ("ophthalmology/retfound-dinov2-meh", {"pooling": "cls", "architecture": "vit_large_patch14_dinov2"}),
+        ("ophthalmology/retfound-dinov2-shanghai", {"input_size": 224, "gated": True}),
+        ("pathology/uni", {"interpolation": "bilinear"}),
+        ("pathology/uni2-h", {"interpolation": "bilinear"}),
+        ("pathology/h0-mini", {"pooling": "cls", "embed_dim": 768}),
+        ("radiology/rad-dino", {"license": "mit"}),
+    ],
+)
+def test_audited_facts(name: str, facts: dict[str, Any]) -> None:
+    spec = get_spec(name)
+    assert {key: getattr(spec, key) for key in facts} == facts
+    assert spec.provenance, f"{name}: the audited facts need their sources"
+
+
+def test_medsam_pins_the_safetensors_commit() -> None:
+    spec = get_spec("radiology/medsam")
+    assert spec.revision == "a0a0e4bf38278213a0df876d2378f5736731a15e"
+    assert "safetensors" in spec.provenance["weights"]
