@@ -13,10 +13,12 @@ from typing import Any, Literal
 Loader = Literal["timm", "transformers", "open_clip"]
 Pooling = Literal["cls", "mean", "cls+mean", "pooler"]
 Scaling = Literal["unit", "minmax"]
+ResizeMode = Literal["shortest", "squash"]
 
 LOADERS: tuple[str, ...] = ("timm", "transformers", "open_clip")
 POOLINGS: tuple[str, ...] = ("cls", "mean", "cls+mean", "pooler")
 SCALINGS: tuple[str, ...] = ("unit", "minmax")
+RESIZE_MODES: tuple[str, ...] = ("shortest", "squash")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,7 +42,11 @@ class BackboneSpec:
         mean: Per-channel normalisation mean.
         std: Per-channel normalisation standard deviation.
         interpolation: Resize interpolation (``bicubic``, ``bilinear``, ``nearest``).
-        crop_pct: Resize to ``input_size / crop_pct`` then centre-crop ``input_size`` (1.0: plain resize).
+        crop_pct: Resize to ``input_size / crop_pct`` then centre-crop ``input_size``.
+        resize_mode: ``shortest`` resizes the short side (keeping the aspect ratio) then centre-crops, as
+            torchvision's ``Resize(int)`` + ``CenterCrop``, timm's eval transform and the DINOv2/BiT processors
+            do; ``squash`` resizes to the square whatever the aspect ratio, as the ViT and SigLIP processors and
+            MedSAM's inference do. The two agree on square images.
         scaling: How resized pixels become numbers before ``mean``/``std``: ``unit`` divides by 255 (the
             usual ``ToTensor``); ``minmax`` maps each image's own minimum and maximum (over all channels) to
             0 and 1, as MedSAM's inference does.
@@ -76,6 +82,7 @@ class BackboneSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
+    resize_mode: ResizeMode = "shortest"
     scaling: Scaling = "unit"
     pooling: Pooling = "cls"
     num_prefix_tokens: int = 1
@@ -102,6 +109,10 @@ class BackboneSpec:
             )
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"backbone {self.name!r}: mean and std need three values each")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"backbone {self.name!r}: resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}"
+            )
         if self.scaling not in SCALINGS:
             raise ValueError(
                 f"backbone {self.name!r}: scaling must be one of {SCALINGS}, got {self.scaling!r}"

@@ -62,11 +62,11 @@ def to_uint8_rgb(image: Any) -> np.ndarray:
 class ImageTransform:
     """Resize, centre-crop, scale to [0, 1] and normalise, as the spec says.
 
-    The geometry follows torchvision, which most publishers' eval transforms use: with ``crop_pct < 1`` the
-    short side is resized to ``floor(input_size / crop_pct)`` (timm's ``scale_size``), the long side to
-    ``int(short * long / short_before)`` (``transforms.Resize(int)``), then the centre crop starts at
-    ``round((side - input_size) / 2)`` (``transforms.CenterCrop``). With ``crop_pct == 1`` the image is resized
-    to the square input size. Resampling is PIL's (what ``transforms.Resize`` does on a PIL image).
+    The geometry follows torchvision, which most publishers' eval transforms use: the short side (``shortest``;
+    both sides for ``squash``) is resized to ``floor(input_size / crop_pct)`` (timm's ``scale_size``), the long
+    side to ``int(short * long / short_before)`` (``transforms.Resize(int)``), then the centre crop starts at
+    ``round((side - input_size) / 2)`` (``transforms.CenterCrop``). Resampling is PIL's (what
+    ``transforms.Resize`` does on a PIL image).
     """
 
     input_size: int
@@ -75,6 +75,7 @@ class ImageTransform:
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
     scaling: str = "unit"
+    resize_mode: str = "shortest"
 
     @classmethod
     def from_spec(cls, spec: BackboneSpec) -> ImageTransform:
@@ -85,22 +86,25 @@ class ImageTransform:
             interpolation=spec.interpolation,
             crop_pct=spec.crop_pct,
             scaling=spec.scaling,
+            resize_mode=spec.resize_mode,
         )
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` after the resize, before the centre crop."""
+        scale_to = math.floor(self.input_size / self.crop_pct)
+        if self.resize_mode == "squash":
+            return scale_to, scale_to
+        short, long = min(width, height), max(width, height)
+        long_to = int(scale_to * long / short)
+        return (scale_to, long_to) if width <= height else (long_to, scale_to)
 
     def resize(self, pil: Image.Image) -> Image.Image:
         """The resized and centre-cropped ``input_size`` square image."""
         size = self.input_size
         resample = _INTERPOLATION.get(self.interpolation, Image.Resampling.BICUBIC)
-        w, h = pil.size
-        if self.crop_pct < 1.0:
-            short_to = math.floor(size / self.crop_pct)
-            short, long = min(w, h), max(w, h)
-            long_to = int(short_to * long / short)
-            target = (short_to, long_to) if w <= h else (long_to, short_to)
-            if (w, h) != target:
-                pil = pil.resize(target, resample)
-        elif (w, h) != (size, size):
-            pil = pil.resize((size, size), resample)
+        target = self.resized_size(*pil.size)
+        if pil.size != target:
+            pil = pil.resize(target, resample)
         w, h = pil.size
         if (w, h) != (size, size):
             left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
@@ -128,10 +132,15 @@ class ImageTransform:
     def batch(self, images: torch.Tensor) -> torch.Tensor:
         """Resize and normalise an already-decoded ``uint8`` batch ``[B, 3, H, W]`` on its device."""
         x = images.float()
-        if x.shape[-2:] != (self.input_size, self.input_size):
+        size = self.input_size
+        width, height = self.resized_size(int(x.shape[-1]), int(x.shape[-2]))
+        if (x.shape[-1], x.shape[-2]) != (width, height):
             mode = "bicubic" if self.interpolation == "bicubic" else "bilinear"
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode=mode, align_corners=False)
+            x = F.interpolate(x, size=(height, width), mode=mode, align_corners=False, antialias=True)
             x = x.clamp_(0.0, 255.0)
+        if (width, height) != (size, size):
+            left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+            x = x[..., top : top + size, left : left + size]
         if self.scaling == "minmax":
             low = x.amin(dim=(1, 2, 3), keepdim=True)
             high = x.amax(dim=(1, 2, 3), keepdim=True)
@@ -148,6 +157,7 @@ class ImageTransform:
             "interpolation": self.interpolation,
             "crop_pct": self.crop_pct,
             "scaling": self.scaling,
+            "resize_mode": self.resize_mode,
         }
 
 

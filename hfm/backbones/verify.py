@@ -133,6 +133,12 @@ def _transformers_facts(spec: BackboneSpec, folder: Path) -> list[tuple[str, Any
     from hfm.backbones.loaders.hf_loader import preprocessing_from_folder
 
     rows = _preprocessing(spec, preprocessing_from_folder(folder), "preprocessor_config.json")
+    path = folder / "preprocessor_config.json"
+    size = read_json(path).get("size") if path.is_file() else None
+    if isinstance(size, dict) and {"height", "width"} <= set(size):
+        rows.append(("resize_mode", spec.resize_mode, "squash", "preprocessor_config.json size"))
+    elif isinstance(size, dict) and "shortest_edge" in size:
+        rows.append(("resize_mode", spec.resize_mode, "shortest", "preprocessor_config.json size"))
     config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     model_type = config.get("model_type")
     if model_type and (spec.architecture, model_type) not in _SAME_ARCHITECTURE:

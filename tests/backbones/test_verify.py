@@ -114,6 +114,21 @@ def test_vision_tower_architecture_is_not_a_disagreement() -> None:
     assert verify_folder(spec, folder) == []
 
 
+def test_processor_resize_mode_is_compared() -> None:
+    spec = get_spec("radiology/rad-dino")
+    processor = {
+        "size": {"height": 518, "width": 518},
+        "image_mean": list(spec.mean),
+        "image_std": list(spec.std),
+    }
+    folder = _cache(
+        spec.hub_id, {"config.json": {"model_type": "dinov2"}, "preprocessor_config.json": processor}
+    )
+    assert [(d.fact, d.entry, d.hub) for d in verify_folder(spec, folder)] == [
+        ("resize_mode", "shortest", "squash")
+    ]
+
+
 def test_open_clip_config_is_compared() -> None:
     spec = get_spec("multimodal/biomedclip")
     config = {

@@ -54,6 +54,7 @@ SPECS: list[BackboneSpec] = [
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         interpolation="bilinear",
+        resize_mode="squash",
         pooling="pooler",
         num_prefix_tokens=0,
         embed_dim=1152,
@@ -64,6 +65,10 @@ SPECS: list[BackboneSpec] = [
         params_m=400.0,
         citation="Sellergren et al., MedGemma technical report, arXiv:2507.05201, 2025",
         source="https://huggingface.co/google/medsiglip-448",
+        provenance={
+            "resize_mode": "SigLIP processor: size {height: 448, width: 448} (no aspect-preserving resize)",
+            "interpolation": "SigLIP processor resample 2 (bilinear)",
+        },
         description="SigLIP-400M image tower tuned on chest X-ray, CT, MRI, dermatology, ophthalmology and "
         "pathology image-text pairs.",
     ),

@@ -359,6 +359,7 @@ SPECS: list[BackboneSpec] = [
         loader_kwargs={"add_pooling_layer": False},
         input_size=224,
         interpolation="bilinear",
+        resize_mode="squash",
         pooling="cls",
         num_prefix_tokens=1,
         embed_dim=768,
@@ -369,6 +370,7 @@ SPECS: list[BackboneSpec] = [
         citation="Filiot et al., Scaling self-supervised learning for histopathology with masked image modeling, "
         "medRxiv 2023",
         source="https://huggingface.co/owkin/phikon",
+        provenance={"resize_mode": "ViTImageProcessor size {height: 224, width: 224} (owkin/phikon card)"},
         description="ViT-B/16 iBOT-trained on 40M TCGA tiles (Owkin non-commercial licence).",
     ),
     # Card (huggingface.co/owkin/phikon-v2): AutoModel.from_pretrained("owkin/phikon-v2") (model_type dinov2,

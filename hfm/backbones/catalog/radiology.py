@@ -69,6 +69,7 @@ SPECS: list[BackboneSpec] = [
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
         interpolation="bicubic",
+        resize_mode="squash",
         scaling="minmax",
         pooling="mean",
         num_prefix_tokens=0,
@@ -81,6 +82,7 @@ SPECS: list[BackboneSpec] = [
         source="https://huggingface.co/wanglab/medsam-vit-base",
         provenance={
             "interpolation": "bowang-lab/MedSAM MedSAM_Inference.py L121-123: transform.resize(order=3) to 1024",
+            "resize_mode": "bowang-lab/MedSAM MedSAM_Inference.py L121-123: resize to (1024, 1024) whatever the shape",
             "scaling": "bowang-lab/MedSAM MedSAM_Inference.py L124-126: (x - min) / clip(max - min, 1e-8)",
             "mean": "bowang-lab/MedSAM MedSAM_Inference.py L136: image_encoder(img_1024) with no mean/std; "
             "train_one_gpu.py L85-86 asserts [0, 1]; maintainers confirm in bowang-lab/MedSAM issue #125",
