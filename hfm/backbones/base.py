@@ -38,7 +38,8 @@ class Backbone(nn.Module):
 
     ``backbone(images)`` returns the pooled embedding ``[B, spec.embed_dim]`` exactly as the spec says;
     ``backbone.tokens(images)`` returns the final (normalised) token sequence ``[B, T, width]`` including the
-    class and register tokens; ``backbone.transform`` turns one PIL image or array into the normalised tensor.
+    class and register tokens (for ``spec.fc_norm`` entries the last block's output: MAE-style pooling removes
+    the final norm and normalises the pooled vector instead); ``backbone.transform`` turns one PIL image or array into the normalised tensor.
 
     Attributes:
         model: The library's own module (a timm ``VisionTransformer``, a transformers ``Dinov2Model``, an

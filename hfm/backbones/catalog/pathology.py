@@ -141,7 +141,8 @@ def _hibou(
 
     Card + config (huggingface.co/histai/hibou-b, /hibou-L): ``AutoModel.from_pretrained(..., trust_remote_code=True)``
     -> custom Dinov2ModelWithRegisters (model_type dinov2, num_register_tokens=4); the card and TRIDENT
-    (load.py L533) use ``pooler_output``; kaiko-ai/eva (histai.py) takes ``last_hidden_state[:, 0]``, the same
+    (load.py L533) use ``pooler_output``; kaiko-ai/eva (histai.py -> ExtractCLSFeatures,
+    extract_cls_features.py L34) takes ``last_hidden_state[:, 0]``, the same
     CLS token after the final layernorm. Hibou mean/std; bicubic 224 (TRIDENT load.py L526). The remote code was
     written for transformers 4 and names its attention projections ``query``/``key``/``value``: the LoRA
     targets are resolved from the loaded model (``Backbone.lora_targets``). ``architecture`` names the built-in
