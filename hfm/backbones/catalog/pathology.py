@@ -346,6 +346,10 @@ SPECS: list[BackboneSpec] = [
         params_m=1134.0,
         citation="Xu et al., A whole-slide foundation model for digital pathology from real-world data, Nature 2024",
         source="https://huggingface.co/prov-gigapath/prov-gigapath",
+        provenance={
+            "interpolation": "prov-gigapath card: Resize(256, BICUBIC), CenterCrop(224); TRIDENT load.py L955",
+            "crop_pct": "prov-gigapath card: Resize(256) then CenterCrop(224)",
+        },
         description="Prov-GigaPath tile encoder: ViT-g/16 DINOv2-trained on 1.3B tiles from 171k slides.",
         # timm registers the DINOv2 giant with SwiGLUPacked: keep the twin's hidden size even.
         twin={"mlp_ratio": 4.0},
@@ -393,6 +397,10 @@ SPECS: list[BackboneSpec] = [
         citation="Filiot et al., Phikon-v2, a large and public feature extractor for biomarker prediction, "
         "arXiv:2409.09173, 2024",
         source="https://huggingface.co/owkin/phikon-v2",
+        provenance={
+            "interpolation": "mahmoodlab/TRIDENT load.py L1279: T.Resize(224) (bilinear default)",
+            "pooling": "owkin/phikon-v2 card: last_hidden_state[:, 0, :]",
+        },
         description="ViT-L/16 DINOv2-trained on 460M public tiles (PANCAN-XL); Owkin non-commercial licence.",
     ),
     _hibou(
@@ -431,6 +439,10 @@ SPECS: list[BackboneSpec] = [
         citation="Karasikov et al., Training state-of-the-art pathology foundation models with orders of magnitude "
         "less data, arXiv:2504.05186, 2025",
         source="https://huggingface.co/kaiko-ai/midnight",
+        provenance={
+            "interpolation": "kaiko-ai/midnight card: v2.Resize(224) (bilinear default), v2.CenterCrop(224)",
+            "pooling": "kaiko-ai/midnight card: cat([output[:, 0], output[:, 1:].mean(1)]) for classification",
+        },
         description="Midnight-12k: ViT-g/14 DINOv2-trained on 12k TCGA slides.",
     ),
     # Port card + TRIDENT: timm.create_model("hf-hub:1aurent/vit_base_patch16_224.kaiko_ai_towards_large_pathology_fms",
@@ -456,6 +468,10 @@ SPECS: list[BackboneSpec] = [
         citation="kaiko.ai et al., Towards large-scale training of pathology foundation models, "
         "arXiv:2404.15217, 2024",
         source="https://github.com/kaiko-ai/towards_large_pathology_fms",
+        provenance={
+            "interpolation": "mahmoodlab/TRIDENT load.py L595: Resize + CenterCrop, InterpolationMode.BILINEAR",
+            "mean": "kaiko-ai/towards_large_pathology_fms README: Normalize(mean=0.5, std=0.5)",
+        },
         description="kaiko.ai ViT-B/16 (DINO on TCGA), timm port of the torch.hub release by 1aurent.",
     ),
     # TRIDENT: timm.create_model("hf-hub:1aurent/vit_small_patch8_224.lunit_dino", pretrained=True,
@@ -479,6 +495,7 @@ SPECS: list[BackboneSpec] = [
         params_m=22.0,
         citation="Kang et al., Benchmarking self-supervised learning on diverse pathology datasets, CVPR 2023",
         source="https://huggingface.co/1aurent/vit_small_patch8_224.lunit_dino",
+        provenance={"mean": "kaiko-ai/eva lunit.py: Lunit training statistics"},
         description="Lunit DINO ViT-S/8 trained on 19M TCGA/TULIP tiles, timm port by 1aurent.",
     ),
 ]
