@@ -164,13 +164,18 @@ def _hf_model(folder: Path, **kwargs: Any) -> nn.Module:
     return transformers.AutoModel.from_pretrained(str(folder), **kwargs).eval()
 
 
+def _pil_processor(name: str) -> Any:
+    """The PIL-based image processor class (``<name>Pil`` in transformers 5; the plain class before)."""
+    import transformers
+
+    return getattr(transformers, f"{name}Pil", None) or getattr(transformers, name)
+
+
 def _bit_processor(
     shortest: int, crop: int | None, resample: Image.Resampling, norm: Any
 ) -> Callable[..., Any]:
     """A transformers (PIL) ``BitImageProcessor`` with the publisher's values: DINOv2-family processors."""
-    from transformers import BitImageProcessorPil
-
-    processor = BitImageProcessorPil(
+    processor = _pil_processor("BitImageProcessor")(
         do_resize=True,
         size={"shortest_edge": shortest},
         resample=resample,
@@ -189,9 +194,9 @@ def _bit_processor(
 def phikon(folder: Path, size: int) -> Embed:
     # Card: ViTModel.from_pretrained("owkin/phikon", add_pooling_layer=False) + AutoImageProcessor (ViT
     # processor: 224x224, bilinear, ImageNet); features = last_hidden_state[:, 0, :].
-    from transformers import ViTImageProcessorPil, ViTModel
+    from transformers import ViTModel
 
-    processor = ViTImageProcessorPil(
+    processor = _pil_processor("ViTImageProcessor")(
         size={"height": size, "width": size},
         resample=Image.Resampling.BILINEAR,
         image_mean=list(IMAGENET[0]),
@@ -339,9 +344,7 @@ def biomedclip(folder: Path, size: int) -> Embed:
 def medsiglip(folder: Path, size: int) -> Embed:
     # Card (google/medsiglip-448): AutoModel + AutoProcessor (SigLIP processor: 448x448, bilinear, rescale,
     # mean/std 0.5); image embedding = the vision tower's pooled output (get_image_features).
-    from transformers import SiglipImageProcessorPil
-
-    processor = SiglipImageProcessorPil(
+    processor = _pil_processor("SiglipImageProcessor")(
         size={"height": size, "width": size},
         resample=Image.Resampling.BILINEAR,
         image_mean=list(HALF[0]),
