@@ -76,6 +76,26 @@ def backbones_download(name: str, revision: str | None, trust_remote_code: bool,
     click.echo(f"{name}: commit {snapshot.commit or 'unknown'} in {snapshot.path}")
 
 
+@backbones.command("verify")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the disagreements as JSON.")
+def backbones_verify(name: str, as_json: bool) -> None:
+    """Compare a downloaded model's Hub configs with its catalog entry; exit 1 on an unexplained disagreement."""
+    import json
+
+    from hfm.backbones.verify import format_report, verify_backbone
+
+    spec, commit, found = verify_backbone(name)
+    if as_json:
+        click.echo(
+            json.dumps({"name": spec.name, "commit": commit, "disagreements": [d.to_dict() for d in found]})
+        )
+    else:
+        click.echo(format_report(spec, commit, found))
+    if any(not d.explained for d in found):
+        raise click.exceptions.Exit(1)
+
+
 @backbones.command("twin")
 @click.argument("name")
 @click.option(
@@ -294,7 +314,7 @@ def pull_command(repo_id: str, revision: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn user errors into one line on stderr."""
     try:
-        cli.main(args=argv, prog_name="hfm", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="hfm", standalone_mode=False)
     except HfmError as err:
         click.echo(f"hfm: error: {err}", err=True)
         return 2
@@ -307,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("hfm: interrupted", err=True)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0  # a command's click.exceptions.Exit(n)
 
 
 if __name__ == "__main__":  # pragma: no cover

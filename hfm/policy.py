@@ -23,6 +23,7 @@ PICKLE_PATTERNS: tuple[str, ...] = (
     "model.pth",
     "open_clip_pytorch_model.bin",
     "open_clip_pytorch_model.pth",
+    "RETFound_*.pth",  # YukunZhou/RETFound_*: <repo name>.pth (rmaphoh/RETFound_MAE main_finetune.py)
 )
 
 

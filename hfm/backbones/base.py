@@ -6,10 +6,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hfm.backbones.spec import BackboneSpec
 from hfm.backbones.transforms import ImageTransform
+
+# LayerNorm epsilon of MAE's ``fc_norm`` (``partial(nn.LayerNorm, eps=1e-6)`` in RETFound's models_vit.py).
+FC_NORM_EPS = 1e-6
+# Attention projection names across transformers versions (5: q_proj ...; 4 and its remote code: query ...).
+_LORA_ALIASES: dict[str, tuple[str, ...]] = {
+    "q_proj": ("query",),
+    "k_proj": ("key",),
+    "v_proj": ("value",),
+    "query": ("q_proj",),
+    "key": ("k_proj",),
+    "value": ("v_proj",),
+}
+
+
+def _drop_final_norm(model: nn.Module, name: str) -> None:
+    """Remove a timm ViT's final ``norm`` (MAE's ``global_pool`` deletes it: tokens stay pre-norm)."""
+    norm = getattr(model, "norm", None)
+    if not isinstance(norm, nn.Module):
+        raise ValueError(f"backbone {name!r}: fc_norm pooling needs a model with a final 'norm' layer")
+    model.norm = nn.Identity()
 
 
 class Backbone(nn.Module):
@@ -17,7 +38,8 @@ class Backbone(nn.Module):
 
     ``backbone(images)`` returns the pooled embedding ``[B, spec.embed_dim]`` exactly as the spec says;
     ``backbone.tokens(images)`` returns the final (normalised) token sequence ``[B, T, width]`` including the
-    class and register tokens; ``backbone.transform`` turns one PIL image or array into the normalised tensor.
+    class and register tokens (for ``spec.fc_norm`` entries the last block's output: MAE-style pooling removes
+    the final norm and normalises the pooled vector instead); ``backbone.transform`` turns one PIL image or array into the normalised tensor.
 
     Attributes:
         model: The library's own module (a timm ``VisionTransformer``, a transformers ``Dinov2Model``, an
@@ -51,6 +73,8 @@ class Backbone(nn.Module):
         self.source_path = source_path
         self._token_width = token_width
         self.transform = ImageTransform.from_spec(spec)
+        if spec.fc_norm:
+            _drop_final_norm(model, spec.name)
 
     # -- token access -------------------------------------------------------------------------------------
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -81,7 +105,10 @@ class Backbone(nn.Module):
             return tokens[:, 0]
         patches = tokens[:, n_prefix:]
         if pooling == "mean":
-            return patches.mean(dim=1)
+            pooled = patches.mean(dim=1)
+            if self.spec.fc_norm:  # MAE's fresh fc_norm: LayerNorm with identity affine
+                pooled = F.layer_norm(pooled, pooled.shape[-1:], eps=FC_NORM_EPS)
+            return pooled
         if pooling == "cls+mean":
             return torch.cat([tokens[:, 0], patches.mean(dim=1)], dim=-1)
         raise ValueError(f"pooling {pooling!r} is not computed from tokens; call the backbone instead")
@@ -109,6 +136,24 @@ class Backbone(nn.Module):
         raise ValueError(f"unknown backbone family {self.family!r}")
 
     # -- facts --------------------------------------------------------------------------------------------
+    @property
+    def lora_targets(self) -> str | list[str]:
+        """The spec's LoRA targets as this loaded model names them.
+
+        Attention projections are ``q_proj``/``k_proj``/``v_proj`` in transformers 5 but ``query``/``key``/
+        ``value`` in transformers 4 and in remote code written for it (Hibou): a listed name the model lacks is
+        replaced by its alias when the model has that instead.
+        """
+        targets = self.spec.lora_targets
+        if isinstance(targets, str):
+            return targets
+        leaves = {name.rsplit(".", 1)[-1] for name, _ in self.model.named_modules()}
+        resolved = []
+        for target in targets:
+            alias = next((a for a in _LORA_ALIASES.get(target, ()) if a in leaves), None)
+            resolved.append(alias if target not in leaves and alias else target)
+        return resolved
+
     @property
     def embed_dim(self) -> int:
         return self.spec.embed_dim

@@ -52,8 +52,9 @@ def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...] = TABLE_CO
 
 
 def format_spec(spec: BackboneSpec) -> str:
-    """Every field of a spec, one ``key: value`` line each (loader kwargs and twin overrides included)."""
+    """Every field of a spec, one ``key: value`` line each, then where each fact comes from."""
     data = spec.to_dict()
+    provenance = data.pop("provenance")
     width = max(len(k) for k in data)
     lines = []
     for key, value in data.items():
@@ -66,6 +67,11 @@ def format_spec(spec: BackboneSpec) -> str:
         else:
             text = "-" if value in (None, "") else str(value)
         lines.append(f"{key.ljust(width)}  {text}")
+    lines.append("")
+    lines.append("where the facts come from:")
+    for key, text in provenance.items():
+        lines.append(f"  {key.ljust(width)}  {text}")
+    lines.append(f"  {'other facts'.ljust(width)}  {spec.source or '-'}")
     return "\n".join(lines)
 
 

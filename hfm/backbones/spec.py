@@ -12,9 +12,13 @@ from typing import Any, Literal
 
 Loader = Literal["timm", "transformers", "open_clip"]
 Pooling = Literal["cls", "mean", "cls+mean", "pooler"]
+Scaling = Literal["unit", "minmax"]
+ResizeMode = Literal["shortest", "squash"]
 
 LOADERS: tuple[str, ...] = ("timm", "transformers", "open_clip")
 POOLINGS: tuple[str, ...] = ("cls", "mean", "cls+mean", "pooler")
+SCALINGS: tuple[str, ...] = ("unit", "minmax")
+RESIZE_MODES: tuple[str, ...] = ("shortest", "squash")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,9 +42,19 @@ class BackboneSpec:
         mean: Per-channel normalisation mean.
         std: Per-channel normalisation standard deviation.
         interpolation: Resize interpolation (``bicubic``, ``bilinear``, ``nearest``).
-        crop_pct: Resize to ``input_size / crop_pct`` then centre-crop ``input_size`` (1.0: plain resize).
+        crop_pct: Resize to ``input_size / crop_pct`` then centre-crop ``input_size``.
+        resize_mode: ``shortest`` resizes the short side (keeping the aspect ratio) then centre-crops, as
+            torchvision's ``Resize(int)`` + ``CenterCrop``, timm's eval transform and the DINOv2/BiT processors
+            do; ``squash`` resizes to the square whatever the aspect ratio, as the ViT and SigLIP processors and
+            MedSAM's inference do. The two agree on square images.
+        scaling: How resized pixels become numbers before ``mean``/``std``: ``unit`` divides by 255 (the
+            usual ``ToTensor``); ``minmax`` maps each image's own minimum and maximum (over all channels) to
+            0 and 1, as MedSAM's inference does.
         pooling: How the token sequence becomes one embedding.
         num_prefix_tokens: Class + register tokens at the start of the sequence (skipped by ``mean`` pooling).
+        fc_norm: MAE-style pooling (RETFound): the model's final norm is removed, so tokens are the last
+            block's output, and the pooled vector passes a fresh LayerNorm without affine (eps 1e-6), like
+            ``fc_norm`` in MAE's ``models_vit.py`` with ``global_pool=True``.
         embed_dim: Size of the pooled embedding (twice the width for ``cls+mean``).
         lora_targets: Default LoRA target modules (a peft list of names, or one regex string).
         modality: ``pathology``, ``radiology``, ``ophthalmology``, ``multimodal``, ``general``, ...
@@ -50,6 +64,9 @@ class BackboneSpec:
         params_m: Parameter count in millions (for display).
         citation: Short citation of the paper or model card.
         source: Where the loading facts come from (model card or code URL).
+        provenance: Where each fact comes from, keyed by field name (``interpolation``, ``pooling`` ...;
+            ``weights`` for the file format): a file and line, a model card or a config. Printed by
+            ``hfm backbones show``; empty values are not allowed.
         description: One line on what the model is.
         twin: Overrides that shrink the architecture for the twin (width, depth, heads, image size).
     """
@@ -65,8 +82,11 @@ class BackboneSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
+    resize_mode: ResizeMode = "shortest"
+    scaling: Scaling = "unit"
     pooling: Pooling = "cls"
     num_prefix_tokens: int = 1
+    fc_norm: bool = False
     embed_dim: int = 768
     lora_targets: tuple[str, ...] | str = ()
     modality: str = "general"
@@ -76,6 +96,7 @@ class BackboneSpec:
     params_m: float | None = None
     citation: str = ""
     source: str = ""
+    provenance: dict[str, str] = field(default_factory=dict)
     description: str = ""
     twin: dict[str, Any] = field(default_factory=dict)
 
@@ -88,6 +109,20 @@ class BackboneSpec:
             )
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"backbone {self.name!r}: mean and std need three values each")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"backbone {self.name!r}: resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}"
+            )
+        if self.scaling not in SCALINGS:
+            raise ValueError(
+                f"backbone {self.name!r}: scaling must be one of {SCALINGS}, got {self.scaling!r}"
+            )
+        if self.fc_norm and self.pooling != "mean":
+            raise ValueError(f"backbone {self.name!r}: fc_norm applies to 'mean' pooling only")
+        fields = {f.name for f in dataclasses.fields(self)} | {"weights"}
+        unknown = sorted(set(self.provenance) - fields)
+        if unknown or not all(self.provenance.values()):
+            raise ValueError(f"backbone {self.name!r}: provenance keys must be spec fields, got {unknown}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready snapshot (tuples become lists)."""

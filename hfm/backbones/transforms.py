@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from PIL import Image
 if TYPE_CHECKING:
     from hfm.backbones.spec import BackboneSpec
 
+# MedSAM_Inference.py clips the range at 1e-8 before dividing.
+_MINMAX_EPS = 1e-8
 _INTERPOLATION = {
     "bicubic": Image.Resampling.BICUBIC,
     "bilinear": Image.Resampling.BILINEAR,
@@ -57,13 +60,22 @@ def to_uint8_rgb(image: Any) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Resize (keeping the short side), centre-crop, scale to [0, 1] and normalise, as the spec says."""
+    """Resize, centre-crop, scale to [0, 1] and normalise, as the spec says.
+
+    The geometry follows torchvision, which most publishers' eval transforms use: the short side (``shortest``;
+    both sides for ``squash``) is resized to ``floor(input_size / crop_pct)`` (timm's ``scale_size``), the long
+    side to ``int(short * long / short_before)`` (``transforms.Resize(int)``), then the centre crop starts at
+    ``round((side - input_size) / 2)`` (``transforms.CenterCrop``). Resampling is PIL's (what
+    ``transforms.Resize`` does on a PIL image).
+    """
 
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
+    scaling: str = "unit"
+    resize_mode: str = "shortest"
 
     @classmethod
     def from_spec(cls, spec: BackboneSpec) -> ImageTransform:
@@ -73,28 +85,39 @@ class ImageTransform:
             std=tuple(spec.std),  # type: ignore[arg-type]
             interpolation=spec.interpolation,
             crop_pct=spec.crop_pct,
+            scaling=spec.scaling,
+            resize_mode=spec.resize_mode,
         )
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` after the resize, before the centre crop."""
+        scale_to = math.floor(self.input_size / self.crop_pct)
+        if self.resize_mode == "squash":
+            return scale_to, scale_to
+        short, long = min(width, height), max(width, height)
+        long_to = int(scale_to * long / short)
+        return (scale_to, long_to) if width <= height else (long_to, scale_to)
+
+    def resize(self, pil: Image.Image) -> Image.Image:
+        """The resized and centre-cropped ``input_size`` square image."""
+        size = self.input_size
+        resample = _INTERPOLATION.get(self.interpolation, Image.Resampling.BICUBIC)
+        target = self.resized_size(*pil.size)
+        if pil.size != target:
+            pil = pil.resize(target, resample)
+        w, h = pil.size
+        if (w, h) != (size, size):
+            left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+            pil = pil.crop((left, top, left + size, top + size))
+        return pil
 
     def __call__(self, image: Any) -> torch.Tensor:
         """One image to a normalised ``float32`` tensor ``[3, input_size, input_size]``."""
-        pil = Image.fromarray(to_uint8_rgb(image))
-        size = self.input_size
-        resize_to = int(round(size / self.crop_pct)) if self.crop_pct < 1.0 else size
-        resample = _INTERPOLATION.get(self.interpolation, Image.Resampling.BICUBIC)
-        w, h = pil.size
-        if (w, h) != (resize_to, resize_to):
-            if self.crop_pct < 1.0:
-                scale = resize_to / min(w, h)
-                pil = pil.resize((max(size, round(w * scale)), max(size, round(h * scale))), resample)
-            else:
-                pil = pil.resize((resize_to, resize_to), resample)
-        w, h = pil.size
-        if (w, h) != (size, size):
-            left, top = (w - size) // 2, (h - size) // 2
-            pil = pil.crop((left, top, left + size, top + size))
+        pil = self.resize(Image.fromarray(to_uint8_rgb(image)))
         # In numpy: a handful of tiny torch ops per image would compete with the model for its threads
         # when images are decoded in the main process.
-        scaled: np.ndarray = np.asarray(pil, dtype=np.float32) * np.float32(1.0 / 255.0)
+        pixels: np.ndarray = np.asarray(pil, dtype=np.float32)
+        scaled = _minmax(pixels) if self.scaling == "minmax" else pixels / np.float32(255.0)
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
         normalised = (scaled - mean) / std
@@ -108,10 +131,22 @@ class ImageTransform:
 
     def batch(self, images: torch.Tensor) -> torch.Tensor:
         """Resize and normalise an already-decoded ``uint8`` batch ``[B, 3, H, W]`` on its device."""
-        x = images.float().div_(255.0)
-        if x.shape[-2:] != (self.input_size, self.input_size):
+        x = images.float()
+        size = self.input_size
+        width, height = self.resized_size(int(x.shape[-1]), int(x.shape[-2]))
+        if (x.shape[-1], x.shape[-2]) != (width, height):
             mode = "bicubic" if self.interpolation == "bicubic" else "bilinear"
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode=mode, align_corners=False)
+            x = F.interpolate(x, size=(height, width), mode=mode, align_corners=False, antialias=True)
+            x = x.clamp_(0.0, 255.0)
+        if (width, height) != (size, size):
+            left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+            x = x[..., top : top + size, left : left + size]
+        if self.scaling == "minmax":
+            low = x.amin(dim=(1, 2, 3), keepdim=True)
+            high = x.amax(dim=(1, 2, 3), keepdim=True)
+            x = (x - low) / (high - low).clamp_min(_MINMAX_EPS)
+        else:
+            x = x.div_(255.0)
         return self.normalize(x)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,4 +156,12 @@ class ImageTransform:
             "std": list(self.std),
             "interpolation": self.interpolation,
             "crop_pct": self.crop_pct,
+            "scaling": self.scaling,
+            "resize_mode": self.resize_mode,
         }
+
+
+def _minmax(pixels: np.ndarray) -> np.ndarray:
+    """Scale one image by its own range to [0, 1] (all channels together; a flat image becomes 0)."""
+    low, high = float(pixels.min()), float(pixels.max())
+    return (pixels - np.float32(low)) / np.float32(max(high - low, _MINMAX_EPS))

@@ -28,7 +28,7 @@ from hfm.backbones.spec import BackboneSpec
 from hfm.env import hfm_cache_dir
 from hfm.errors import BackboneLoadError
 
-TWIN_FORMAT = 2
+TWIN_FORMAT = 3
 TIMM_DEFAULTS: dict[str, Any] = {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size": 8}
 TRANSFORMERS_DEFAULTS: dict[str, Any] = {
     "hidden_size": 64,
@@ -238,6 +238,22 @@ def spread_layer_scale(model: nn.Module) -> int:
     return changed
 
 
+def spread_tiny_weights(model: nn.Module, std: float = 0.02) -> int:
+    """Give weight matrices that the library initialises (near) zero a small random spread; return how many.
+
+    transformers initialises SAM's neck convolutions at ~1e-10 and its position embeddings at zero, so a random
+    SAM twin maps every image to the same all-but-zero feature map: nothing to learn from and nothing a test of
+    its preprocessing could tell apart. Real models learn these weights.
+    """
+    changed = 0
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.ndim >= 2 and float(param.abs().max()) < 1e-6:
+                param.normal_(0.0, std)
+                changed += 1
+    return changed
+
+
 def _save_timm(model: nn.Module, spec: BackboneSpec, folder: Path, args: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
@@ -291,6 +307,7 @@ def _write_transformers(spec: BackboneSpec, folder: Path) -> None:
             },
         )
         model: nn.Module = transformers.SamModel(config)  # type: ignore[arg-type]
+        spread_tiny_weights(model)
         size = int(over["vision_config"]["image_size"])
     else:
         try:

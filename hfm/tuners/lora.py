@@ -61,7 +61,7 @@ class LoraTuner(AdaptedModel):
         spec = self.backbone.spec
         targets = self.config.target_modules
         if targets is None:
-            targets = spec.lora_targets if isinstance(spec.lora_targets, str) else list(spec.lora_targets)
+            targets = self.backbone.lora_targets
         if not targets:
             raise TunerError(
                 f"backbone {spec.name!r} has no default LoRA targets: set 'target_modules' in the preset"

@@ -131,7 +131,11 @@ def test_entry_fields_are_valid(spec: BackboneSpec) -> None:
     assert spec.input_size % 14 == 0 or spec.input_size % 16 == 0
     assert 0.5 < spec.crop_pct <= 1.0
     assert spec.interpolation in {"bicubic", "bilinear", "nearest"}
-    assert all(0.0 < m < 1.0 for m in spec.mean) and all(0.0 < s < 1.0 for s in spec.std)
+    if spec.scaling == "minmax":  # pixels already in [0, 1] by the image's own range: no mean/std on top
+        assert (spec.mean, spec.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    else:
+        assert all(0.0 < m < 1.0 for m in spec.mean) and all(0.0 < s < 1.0 for s in spec.std)
+    assert all(spec.provenance.values())
     assert spec.num_prefix_tokens >= 0 and spec.embed_dim > 0
     assert spec.params_m is not None and spec.params_m > 1
     assert spec.lora_targets, "every entry needs default LoRA targets"
@@ -274,3 +278,44 @@ def test_open_clip_tower_lora_targets_match_trunk(spec: BackboneSpec) -> None:
     matched = [n for n in names if re.fullmatch(str(spec.lora_targets), n)]
     assert len(matched) == 2 * TIMM_SMALL["depth"]
     assert trunk.num_prefix_tokens == spec.num_prefix_tokens
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scaling": "zscore"}, "scaling must be one of"),
+        ({"fc_norm": True, "pooling": "cls"}, "fc_norm applies to 'mean' pooling only"),
+        ({"provenance": {"colour": "somewhere"}}, "provenance keys must be spec fields"),
+        ({"provenance": {"mean": ""}}, "provenance keys must be spec fields"),
+    ],
+)
+def test_spec_rejects_inconsistent_preprocessing_facts(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_spec("pathology/uni").replace(**change)
+
+
+@pytest.mark.parametrize(
+    ("name", "facts"),
+    [
+        # issue-level fixes, each against the publisher's code (see the entries' provenance)
+        ("radiology/medsam", {"scaling": "minmax", "interpolation": "bicubic", "mean": (0.0, 0.0, 0.0)}),
+        ("ophthalmology/retfound-cfp", {"pooling": "mean", "fc_norm": True, "num_prefix_tokens": 1}),
+        ("ophthalmology/retfound-oct", {"pooling": "mean", "fc_norm": True}),
+        ("ophthalmology/retfound-dinov2-meh", {"pooling": "cls", "architecture": "vit_large_patch14_dinov2"}),
+        ("ophthalmology/retfound-dinov2-shanghai", {"input_size": 224, "gated": True}),
+        ("pathology/uni", {"interpolation": "bilinear"}),
+        ("pathology/uni2-h", {"interpolation": "bilinear"}),
+        ("pathology/h0-mini", {"pooling": "cls", "embed_dim": 768}),
+        ("radiology/rad-dino", {"license": "mit"}),
+    ],
+)
+def test_audited_facts(name: str, facts: dict[str, Any]) -> None:
+    spec = get_spec(name)
+    assert {key: getattr(spec, key) for key in facts} == facts
+    assert spec.provenance, f"{name}: the audited facts need their sources"
+
+
+def test_medsam_pins_the_safetensors_commit() -> None:
+    spec = get_spec("radiology/medsam")
+    assert spec.revision == "a0a0e4bf38278213a0df876d2378f5736731a15e"
+    assert "safetensors" in spec.provenance["weights"]

@@ -129,3 +129,26 @@ def test_open_clip_missing_is_a_one_line_error_naming_the_extra(
     monkeypatch.setitem(sys.modules, "open_clip", None)
     with pytest.raises(BackboneLoadError, match=r"pip install 'hfm-hub\[clip\]'"):
         build_open_clip(tmp_path, None, label="x")
+
+
+def test_lora_targets_follow_the_loaded_models_names() -> None:
+    """transformers 4 and Hibou's remote code name attention projections query/key/value, transformers 5 q_proj."""
+    from torch import nn
+
+    from hfm.backbones.base import Backbone
+    from hfm.backbones.catalog import get_spec
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.query, self.key, self.value = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+
+    spec = get_spec("pathology/hibou-b")
+    assert spec.lora_targets == ("q_proj", "k_proj", "v_proj")
+    old_style = Backbone(nn.ModuleDict({"attention": Attention()}), spec, family="transformers")
+    assert old_style.lora_targets == ["query", "key", "value"]
+    current = hfm.load_backbone("pathology/hibou-b", twin=True)
+    assert current.lora_targets == ["q_proj", "k_proj", "v_proj"]
+    assert (
+        hfm.load_backbone("pathology/uni", twin=True).lora_targets == get_spec("pathology/uni").lora_targets
+    )

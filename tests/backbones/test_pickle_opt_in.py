@@ -159,6 +159,23 @@ def test_timm_checkpoint_conventions_are_unwrapped(cached_timm_repo: tuple[str, 
     assert torch.equal(_embed(loaded), _embed(reference))
 
 
+def test_dinov2_teacher_checkpoint_is_unwrapped(cached_timm_repo: tuple[str, Path]) -> None:
+    """RETFound-DINOv2's ``<name>.pth``: ``{"teacher": {"backbone.<key>": ...}}`` (main_finetune.py L189-204)."""
+    import fnmatch
+
+    assert any(fnmatch.fnmatch("RETFound_dinov2_meh.pth", p) for p in PICKLE_PATTERNS)
+    repo, snapshot = cached_timm_repo
+    _pickled_copy(
+        snapshot,
+        "acme/retina-dinov2",
+        "RETFound_dinov2_meh.pth",
+        wrap=lambda sd: {"teacher": {f"backbone.{k}": v for k, v in sd.items()}, "iteration": 7},
+    )
+    reference = hfm.load_backbone(f"hf-hub:{repo}")
+    loaded = hfm.load_backbone("hf-hub:acme/retina-dinov2", allow_pickle=True)
+    assert torch.equal(_embed(loaded), _embed(reference))
+
+
 def test_object_in_pickle_is_refused_without_running_it(
     cached_timm_repo: tuple[str, Path], tmp_path: Path
 ) -> None:

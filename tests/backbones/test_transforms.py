@@ -79,3 +79,40 @@ def test_batch_resizes_uint8_on_device() -> None:
     batch = torch.randint(0, 255, (2, 3, 40, 40), dtype=torch.uint8)
     out = ImageTransform(32, MEAN, STD).batch(batch)
     assert out.shape == (2, 3, 32, 32)
+
+
+def test_minmax_scaling_uses_the_image_range_over_all_channels() -> None:
+    """MedSAM: (x - min) / (max - min) over the whole resized image, then no mean/std (MedSAM_Inference.py)."""
+    image = RNG.integers(60, 180, (32, 32, 3), dtype=np.uint8)
+    x = ImageTransform(32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), scaling="minmax")(image)
+    expected = (image.astype(np.float32) - image.min()) / (image.max() - image.min())
+    torch.testing.assert_close(x, torch.from_numpy(expected.transpose(2, 0, 1)))
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    flat = ImageTransform(32, (0.0,) * 3, (1.0,) * 3, scaling="minmax")(np.full((32, 32), 7, np.uint8))
+    assert float(flat.abs().max()) == 0.0  # a flat image: range clipped at 1e-8, no division by zero
+
+
+def test_batch_minmax_matches_the_per_image_path() -> None:
+    images = RNG.integers(30, 200, (2, 3, 32, 32), dtype=np.uint8)
+    transform = ImageTransform(32, (0.0,) * 3, (1.0,) * 3, scaling="minmax")
+    batch = transform.batch(torch.from_numpy(images))
+    one = torch.stack([transform(image) for image in images])
+    torch.testing.assert_close(batch, one)
+
+
+@pytest.mark.parametrize(("width", "height"), [(45, 71), (71, 45), (50, 50), (39, 40)])
+def test_resize_and_crop_follow_torchvision(width: int, height: int) -> None:
+    """Short side to floor(size / crop_pct), long side truncated, centre crop rounded: as Resize + CenterCrop."""
+    from torchvision import transforms as T
+
+    image = Image.fromarray(RNG.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    ours = ImageTransform(32, MEAN, STD, interpolation="bilinear", crop_pct=0.875)(image)
+    reference = T.Compose(
+        [
+            T.Resize(36, interpolation=T.InterpolationMode.BILINEAR),
+            T.CenterCrop(32),
+            T.ToTensor(),
+            T.Normalize(MEAN, STD),
+        ]
+    )(image)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)

@@ -18,7 +18,8 @@ def _manual_pool(tokens: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     if spec.pooling == "cls":
         return tokens[:, 0]
     if spec.pooling == "mean":
-        return tokens[:, prefix:].mean(1)
+        pooled = tokens[:, prefix:].mean(1)
+        return torch.nn.functional.layer_norm(pooled, pooled.shape[-1:], eps=1e-6) if spec.fc_norm else pooled
     return torch.cat([tokens[:, 0], tokens[:, prefix:].mean(1)], dim=-1)
 
 

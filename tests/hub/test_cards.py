@@ -64,7 +64,13 @@ def test_lora_card_is_peft_with_plain_usage(adapters: dict[str, Path], tmp_path:
 
 
 def test_license_rules(tmp_path: Path) -> None:
+    import json
+
     rad = make_adapter(tmp_path / "rad", "probe", "radiology/rad-dino")
+    # An adapter recorded on a RAD-DINO revision from before its MIT licence (the MSRLA then applied).
+    config = json.loads((rad / "hfm_config.json").read_text())
+    config["backbone"]["spec"]["license"] = "msrla"
+    (rad / "hfm_config.json").write_text(json.dumps(config))
     card = _load(str(render_card(rad, intended_use="Benchmarking only.")), tmp_path)
     assert card.data.license == "other"  # msrla is not a Hub license id
     assert card.data.license_name == "msrla"

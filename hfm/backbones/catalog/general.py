@@ -29,6 +29,11 @@ def _dinov2(size: str, width: int, params_m: float) -> BackboneSpec:
         params_m=params_m,
         citation=DINOV2_CITATION,
         source=f"https://huggingface.co/facebook/dinov2-{size}",
+        provenance={
+            "crop_pct": f"huggingface.co/facebook/dinov2-{size} preprocessor_config.json: shortest_edge 256, crop 224",
+            "interpolation": f"huggingface.co/facebook/dinov2-{size} preprocessor_config.json: resample 3 (bicubic)",
+            "pooling": "transformers Dinov2Model pooler_output: the final-normed CLS token",
+        },
         description=f"DINOv2 ViT-{size[0].upper()}/14 trained on LVD-142M natural images (baseline).",
     )
 
@@ -54,6 +59,10 @@ def _dinov3(size: str, width: int, params_m: float) -> BackboneSpec:
         params_m=params_m,
         citation=DINOV3_CITATION,
         source=f"https://huggingface.co/timm/{arch}.lvd1689m",
+        provenance={
+            "interpolation": f"timm pretrained_cfg {arch}.lvd1689m: 256 px, bicubic, crop_pct 1.0",
+            "pooling": "timm eva.py: pass global_pool='token' for CLS pooling (matches upstream DINOv3)",
+        },
         description=f"DINOv3 ViT-{size[0].upper()}/16 distilled on LVD-1689M natural images (baseline).",
     )
 

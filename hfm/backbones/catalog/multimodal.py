@@ -29,9 +29,17 @@ SPECS: list[BackboneSpec] = [
         modality="multimodal",
         license="mit",
         params_m=86.0,
-        citation="Zhang et al., BiomedCLIP: a multimodal biomedical foundation model pretrained from fifteen "
-        "million scientific image-text pairs, NEJM AI 2024",
+        # Journal version (NEJM AI 2(1), 2025, doi:10.1056/AIoa2400640) of arXiv:2303.00915.
+        citation="Zhang et al., A multimodal biomedical foundation model trained from fifteen million image-text "
+        "pairs, NEJM AI 2025",
         source="https://huggingface.co/microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+        provenance={
+            "mean": "open_clip_config.json preprocess_cfg: OpenAI CLIP mean/std",
+            "interpolation": "open_clip image_transform default for eval: Resize(224, BICUBIC) + CenterCrop(224)",
+            "pooling": "open_clip_config.json vision_cfg: timm_pool '', timm_proj linear -> 512-d image embedding",
+            "weights": "huggingface.co/microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224: pickled "
+            "open_clip_pytorch_model.bin only",
+        },
         description="CLIP ViT-B/16 image tower trained on 15M PubMed Central figure-caption pairs (PMC-15M).",
     ),
     # Card (huggingface.co/google/medsiglip-448): transformers SigLIP (AutoModel), 448 px, SigLIP
@@ -46,6 +54,7 @@ SPECS: list[BackboneSpec] = [
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         interpolation="bilinear",
+        resize_mode="squash",
         pooling="pooler",
         num_prefix_tokens=0,
         embed_dim=1152,
@@ -56,6 +65,10 @@ SPECS: list[BackboneSpec] = [
         params_m=400.0,
         citation="Sellergren et al., MedGemma technical report, arXiv:2507.05201, 2025",
         source="https://huggingface.co/google/medsiglip-448",
+        provenance={
+            "resize_mode": "SigLIP processor: size {height: 448, width: 448} (no aspect-preserving resize)",
+            "interpolation": "SigLIP processor resample 2 (bilinear)",
+        },
         description="SigLIP-400M image tower tuned on chest X-ray, CT, MRI, dermatology, ophthalmology and "
         "pathology image-text pairs.",
     ),

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 _DOTTED_PREFIXES = ("timm.", "torch.", "transformers.", "open_clip.", "hfm.")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 # Checkpoints often nest the weights; like timm's ``load_state_dict``, EMA weights win when present.
-_NESTED_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
-# Wrappers (DistributedDataParallel, torch.compile) prefix every key.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# DINOv2 training checkpoints (RETFound-DINOv2) keep the encoder under "teacher".
+_NESTED_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "teacher")
+# Wrappers (DistributedDataParallel, torch.compile, DINOv2's "backbone") prefix every key.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.")
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
