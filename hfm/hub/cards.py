@@ -162,6 +162,11 @@ def _pool_code(spec: dict[str, Any]) -> str:
     """The source line that pools ``tokens`` into the embedding the head reads, as the spec says."""
     n_prefix = int(spec.get("num_prefix_tokens") or 0)
     pooling = spec.get("pooling") or "cls"
+    if pooling == "mean" and spec.get("fc_norm"):
+        return (
+            f"features = torch.nn.functional.layer_norm(tokens[:, {n_prefix}:].mean(dim=1), "
+            f"({spec.get('embed_dim')},), eps=1e-6)  # MAE-style: pre-norm patch mean, fresh fc_norm"
+        )
     if pooling == "mean":
         return f"features = tokens[:, {n_prefix}:].mean(dim=1)  # mean of the patch tokens"
     if pooling == "cls+mean":
@@ -185,6 +190,8 @@ def _usage_plain(pub: Publication, repo_id: str) -> str:
         imports = ["import timm"]
         name = f"hf-hub:{spec.get('hub_id')}" + (f"@{rev}" if rev else "")  # timm reads a revision after '@'
         base = [f'base = timm.create_model("{name}", pretrained=True, num_classes=0{kwargs})']
+        if spec.get("fc_norm"):  # MAE-style pooling reads the tokens before the final norm
+            base.append("base.norm = torch.nn.Identity()")
         tokens = "tokens = model.forward_features(images)"
     else:
         imports = ["from transformers import AutoModel"]
