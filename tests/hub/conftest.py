@@ -34,6 +34,8 @@ def hub_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubS
         hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
     )
     monkeypatch.setattr(hf_api.api, "endpoint", server.url)  # the module-level HfApi behind file_exists & co
+    # transformers (peft's push_to_hub) keeps one HfApi made on first use, with the endpoint of that moment.
+    monkeypatch.setattr("transformers.utils.hub._hf_api", None, raising=False)
     try:
         yield server
     finally:
