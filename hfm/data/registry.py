@@ -17,7 +17,6 @@ on first registry access; this module imports none of them, so they can all impo
 
 from __future__ import annotations
 
-import importlib
 import types
 import typing
 from collections.abc import Callable
@@ -27,14 +26,16 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hfm._registry import Registry
 from hfm.data.splits import Subset
 from hfm.errors import ConfigError
 
-BUILTIN_MODULE = "hfm.data.sources"
+# Built-in source types, all registered by importing hfm.data.sources.
+_BUILTINS = {name: "sources" for name in ("npz", "folder", "csv", "hf", "dicom", "synthetic")}
+_SOURCES: Registry[type[SourceBlock]] = Registry(
+    "data source", "hfm.data", _BUILTINS, ConfigError, "source_type"
+)
 """Importing this module registers every built-in source."""
-
-_REGISTRY: dict[str, type[SourceBlock]] = {}
-_builtins_loaded = False
 
 
 @dataclass
@@ -138,30 +139,16 @@ def register_source(name: str) -> Callable[[S], S]:
         TypeError: When the class does not implement ``load``.
     """
 
-    def decorator(cls: S) -> S:
+    def check(cls: S) -> None:
         if cls.load is SourceBlock.load:
             raise TypeError(f"data source {name!r} ({cls.__qualname__}) must implement load() -> Raw")
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing is not cls:
-            raise ValueError(f"data source {name!r} is already registered by {existing.__qualname__}")
-        cls.source_type = name
-        _REGISTRY[name] = cls
-        return cls
 
-    return decorator
-
-
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if not _builtins_loaded:
-        _builtins_loaded = True
-        importlib.import_module(BUILTIN_MODULE)
+    return _SOURCES.register(name, check)  # type: ignore[arg-type,return-value]
 
 
 def list_sources() -> list[str]:
     """Registered source types, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _SOURCES.names()
 
 
 def get_source(name: str) -> type[SourceBlock]:
@@ -170,12 +157,7 @@ def get_source(name: str) -> type[SourceBlock]:
     Raises:
         ConfigError: For an unknown name (the message lists the known ones).
     """
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(list_sources())
-        raise ConfigError(f"unknown data source {name!r}: 'type' must be one of {known}") from None
+    return _SOURCES.get(name, "unknown {kind} {name!r}: 'type' must be one of {known}")
 
 
 def parse_source(source: Any, *, where: str = "data") -> SourceBlock:
@@ -185,16 +167,16 @@ def parse_source(source: Any, *, where: str = "data") -> SourceBlock:
     if not isinstance(source, dict):
         raise ConfigError(f"{where}: expected a source block with a 'type', got {type(source).__name__}")
     kind = source.get("type")
-    _load_builtins()
-    if not isinstance(kind, str) or kind not in _REGISTRY:
+    _SOURCES.load_builtins()
+    if not isinstance(kind, str) or kind not in _SOURCES.classes:
         raise ConfigError(f"{where}.type: 'type' must be one of {', '.join(list_sources())}")
     try:
-        return _REGISTRY[kind].model_validate(source)
+        return _SOURCES.classes[kind].model_validate(source)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(part) for part in first["loc"])
         name = f"{where}.{loc}" if loc else where
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
-            msg = f"unknown key; allowed keys: {', '.join(_REGISTRY[kind].model_fields)}"
+            msg = f"unknown key; allowed keys: {', '.join(_SOURCES.classes[kind].model_fields)}"
         raise ConfigError(f"{name}: {msg}") from None

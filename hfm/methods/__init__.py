@@ -15,10 +15,10 @@ Built-in methods are imported on first registry access, so ``import hfm.methods`
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from hfm._registry import Registry
 from hfm.errors import MethodError
 
 if TYPE_CHECKING:
@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 
 # Built-in method name -> module, imported only when asked for.
 _BUILTINS = {"supervised": "supervised"}
-_REGISTRY: dict[str, type[Method]] = {}
-_builtins_loaded = False
+_METHODS: Registry[type[Method]] = Registry("method", "hfm.methods", _BUILTINS, MethodError, "method_name")
 
 DEFAULT_METHOD = "supervised"
 
@@ -40,25 +39,7 @@ def register_method(name: str) -> Callable[[T], T]:
     Raises:
         ValueError: When ``name`` is already taken by another class (a programming error, not a user one).
     """
-
-    def decorator(cls: T) -> T:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing is not cls:
-            raise ValueError(f"method name {name!r} is already registered by {existing.__qualname__}")
-        cls.method_name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    for module in sorted(set(_BUILTINS.values())):
-        importlib.import_module(f"hfm.methods.{module}")
+    return _METHODS.register(name)  # type: ignore[return-value]
 
 
 def get_method(name: str) -> type[Method]:
@@ -67,19 +48,12 @@ def get_method(name: str) -> type[Method]:
     Raises:
         MethodError: For an unknown name (the message lists the known ones).
     """
-    if name not in _REGISTRY and name in _BUILTINS:
-        importlib.import_module(f"hfm.methods.{_BUILTINS[name]}")
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(list_methods())
-        raise MethodError(f"unknown method {name!r}: use one of {known}") from None
+    return _METHODS.get(name)
 
 
 def list_methods() -> list[str]:
     """Registered method names, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _METHODS.names()
 
 
 __all__ = ["DEFAULT_METHOD", "get_method", "list_methods", "register_method"]

@@ -15,10 +15,10 @@ The built-in tuners (probe, lora, dora, vpt, full, bitfit) are imported on first
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from hfm._registry import Registry
 from hfm.errors import TunerError
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ _BUILTINS = {
     "full": "full",
     "bitfit": "bitfit",
 }
-_REGISTRY: dict[str, type[AdaptedModel]] = {}
-_builtins_loaded = False
+_TUNERS: Registry[type[AdaptedModel]] = Registry("tuner", "hfm.tuners", _BUILTINS, TunerError, "tuner_name")
 
 T = TypeVar("T", bound="type[AdaptedModel]")
 
@@ -46,25 +45,7 @@ def register_tuner(name: str) -> Callable[[T], T]:
     Raises:
         ValueError: When ``name`` is already taken by another class (a programming error, not a user one).
     """
-
-    def decorator(cls: T) -> T:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing is not cls:
-            raise ValueError(f"tuner name {name!r} is already registered by {existing.__qualname__}")
-        cls.tuner_name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    for module in sorted(set(_BUILTINS.values())):
-        importlib.import_module(f"hfm.tuners.{module}")
+    return _TUNERS.register(name)  # type: ignore[return-value]
 
 
 def get_tuner(name: str) -> type[AdaptedModel]:
@@ -73,13 +54,7 @@ def get_tuner(name: str) -> type[AdaptedModel]:
     Raises:
         TunerError: For an unknown name (the message lists the known ones).
     """
-    if name not in _REGISTRY and name in _BUILTINS:
-        importlib.import_module(f"hfm.tuners.{_BUILTINS[name]}")
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(list_tuners())
-        raise TunerError(f"unknown tuner {name!r}: use one of {known}") from None
+    return _TUNERS.get(name)
 
 
 def builtin_tuners() -> tuple[str, ...]:
@@ -89,13 +64,12 @@ def builtin_tuners() -> tuple[str, ...]:
 
 def is_known_tuner(name: str) -> bool:
     """Whether ``name`` is a built-in or registered tuner; imports nothing."""
-    return name in _BUILTINS or name in _REGISTRY
+    return _TUNERS.knows(name)
 
 
 def list_tuners() -> list[str]:
     """Registered tuner names, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _TUNERS.names()
 
 
 __all__ = ["builtin_tuners", "get_tuner", "is_known_tuner", "list_tuners", "register_tuner"]
