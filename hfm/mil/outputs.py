@@ -60,7 +60,7 @@ def bag_picture(
     order = np.argsort(-weight, kind="stable")
     n = min(per_row, len(order))
     rows = [("most attended", order[:n]), ("least attended", order[::-1][:n])]
-    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 4.2), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(max(1.8 * n, 4.5), 4.2), squeeze=False)
     for r, (label, chosen) in enumerate(rows):
         for c in range(n):
             ax = axes[r][c]
@@ -70,7 +70,7 @@ def bag_picture(
                 ax.imshow(_as_rgb(read(j)), cmap="gray")
                 ax.set_title(f"{weight[j]:.3f}", fontsize=8)
         axes[r][0].text(-0.1, 0.5, label, transform=axes[r][0].transAxes, rotation=90, va="center", ha="right")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=7, wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
