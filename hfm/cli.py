@@ -196,7 +196,9 @@ def validate_command(recipes: tuple[str, ...]) -> None:
 @click.argument(
     "images", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, path_type=str)
 )
-@click.option("--bag", help="Predict bags with a MIL adapter: a folder of images (one bag) or a bag_id,path CSV.")
+@click.option(
+    "--bag", help="Predict bags with a MIL adapter: a folder of images (one bag) or a bag_id,path CSV."
+)
 @click.option("--max-instances", default=4096, show_default=True, type=click.IntRange(min=1),
               help="With --bag: read at most this many images of a bag (a larger bag is sampled, and said).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
@@ -234,7 +236,10 @@ def predict_command(
         )  # fmt: skip
         for row in bag_rows:
             if row["sampled"]:
-                click.echo(f"hfm: bag {row['bag']} has {row['instances']} images; read a sample of {row['read']}", err=True)
+                click.echo(
+                    f"hfm: bag {row['bag']} has {row['instances']} images; read a sample of {row['read']}",
+                    err=True,
+                )
             probs = "  ".join(f"{name}={p:.3f}" for name, p in row["probabilities"].items())
             click.echo(json.dumps(row) if as_json else f"{row['bag']}\t{row['predicted']}\t{probs}")
         return

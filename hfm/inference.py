@@ -49,7 +49,9 @@ def predict_files(
         adapter, revision=revision, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
     )
     if getattr(model, "aggregates_bags", False):
-        raise HfmError(f"adapter {adapter} classifies bags, not single images: use hfm predict ADAPTER --bag DIR_OR_CSV")
+        raise HfmError(
+            f"adapter {adapter} classifies bags, not single images: use hfm predict ADAPTER --bag DIR_OR_CSV"
+        )
     transform = model.backbone.transform
     classes = [str(c) for c in model.classes]
     rows: list[dict[str, object]] = []

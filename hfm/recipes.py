@@ -601,7 +601,11 @@ def check_presets(recipe: Recipe, source: str) -> None:
             raise ConfigError(
                 f"{source}: presets.{i} ({preset.name}): method {preset.method.name!r} learns from "
                 f"{method.needs.unit}s but the recipe's unit is {recipe.unit!r}: "
-                + ("set unit: bag and use method mil" if method.needs.unit == "bag" else "use method mil for bags")
+                + (
+                    "set unit: bag and use method mil"
+                    if method.needs.unit == "bag"
+                    else "use method mil for bags"
+                )
             )
 
 

@@ -130,7 +130,9 @@ def bags_of(
     for b, bag in enumerate(ids):
         if table is not None:
             if bag not in table:
-                raise DataError(f"{split} bag {bag!r} has no row in the bag-label table: add 'bag_id,label' for it")
+                raise DataError(
+                    f"{split} bag {bag!r} has no row in the bag-label table: add 'bag_id,label' for it"
+                )
             labels[b] = table[bag]
             continue
         found = sorted(set(subset.labels[positions[bag]].tolist()))
@@ -152,7 +154,8 @@ def bag_splits(splits: Splits, labels: str | Path | None = None) -> BagSplits:
     """
     table = read_bag_labels(labels, splits.classes) if labels is not None else None
     parts = {
-        name: bags_of(splits.split(name), splits.classes, table, split=name) for name in ("train", "val", "test")
+        name: bags_of(splits.split(name), splits.classes, table, split=name)
+        for name in ("train", "val", "test")
     }
     if table is not None:
         known = {b for bags in parts.values() for b in bags.ids}

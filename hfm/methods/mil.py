@@ -103,4 +103,6 @@ class Mil(Method):
                 top=self.config.pictures, labels=bags.test.labels,
             )  # fmt: skip
 
-        return MethodResult(proba=pred.proba, info=info, ids=bags.test.ids, labels=bags.test.labels, write=write)
+        return MethodResult(
+            proba=pred.proba, info=info, ids=bags.test.ids, labels=bags.test.labels, write=write
+        )

@@ -69,7 +69,9 @@ def bag_picture(
                 j = int(chosen[c])
                 ax.imshow(_as_rgb(read(j)), cmap="gray")
                 ax.set_title(f"{weight[j]:.3f}", fontsize=8)
-        axes[r][0].text(-0.1, 0.5, label, transform=axes[r][0].transAxes, rotation=90, va="center", ha="right")
+        axes[r][0].text(
+            -0.1, 0.5, label, transform=axes[r][0].transAxes, rotation=90, va="center", ha="right"
+        )
     fig.suptitle(title, fontsize=7, wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -96,7 +98,9 @@ def write_bag_pictures(
     for b in np.argsort(-confidence, kind="stable")[:top]:
         pred = classes[int(proba[b].argmax())]
         truth = f", label {classes[int(labels[b])]}" if labels is not None else ""
-        title = f"bag {bag_ids[b]}: predicted {pred} ({confidence[b]:.2f}){truth}; {len(weights[b])} instances"
+        title = (
+            f"bag {bag_ids[b]}: predicted {pred} ({confidence[b]:.2f}){truth}; {len(weights[b])} instances"
+        )
         path = folder / f"{safe_name(bag_ids[b])}.png"
         bag_picture(path, title, readers[b], weights[b])
         written.append(path)

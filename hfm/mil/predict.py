@@ -18,6 +18,7 @@ from hfm.adapter import load_adapter
 from hfm.errors import HfmError
 from hfm.inference import read_image_file
 from hfm.mil.fit import predict_bags
+from hfm.tuners.mil import MilModel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 
@@ -32,7 +33,9 @@ def read_bags(source: str | Path) -> dict[str, list[str]]:
     if source.is_dir():
         files = sorted(str(p) for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise HfmError(f"bag {source}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)}); a bag is not empty")
+            raise HfmError(
+                f"bag {source}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)}); a bag is not empty"
+            )
         return {source.name: files}
     if not source.is_file():
         raise HfmError(f"bag {source}: no such folder or CSV file")
@@ -84,7 +87,7 @@ def predict_bag_files(
     """
     bags = read_bags(source)
     model = load_adapter(adapter, **load)
-    if not getattr(model, "aggregates_bags", False):
+    if not isinstance(model, MilModel):
         raise HfmError(f"adapter {adapter} classifies single images, not bags: run hfm predict without --bag")
     classes = [str(c) for c in model.classes]
     rows = []

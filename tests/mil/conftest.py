@@ -48,10 +48,18 @@ def bag_recipe(npz: Path, out: Path, **changes: object) -> dict[str, object]:
         "data": {"type": "npz", "path": str(npz), "group_key": "bag"},
         "unit": "bag",
         "presets": [
-            {"name": "abmil", "tuner": "mil", "params": {"aggregator": "abmil"},
-             "method": {"name": "mil", "params": {"epochs": 5, "pictures": 2}}},
-            {"name": "mean", "tuner": "mil", "params": {"aggregator": "mean"},
-             "method": {"name": "mil", "params": {"epochs": 5, "pictures": 0}}},
+            {
+                "name": "abmil",
+                "tuner": "mil",
+                "params": {"aggregator": "abmil"},
+                "method": {"name": "mil", "params": {"epochs": 5, "pictures": 2}},
+            },
+            {
+                "name": "mean",
+                "tuner": "mil",
+                "params": {"aggregator": "mean"},
+                "method": {"name": "mil", "params": {"epochs": 5, "pictures": 0}},
+            },
         ],  # fmt: skip
         "shots": [1, 2],
         "seeds": [0],

@@ -76,17 +76,22 @@ def test_the_adapter_loads_and_predicts_a_bag_from_the_cli(sweep: Path, tmp_path
     folder.mkdir()
     for i in range(3):
         Image.fromarray(images[i]).save(folder / f"tile{i}.png")
-    (tmp_path / "bags.csv").write_text("bag_id,path\nA,slide/tile0.png\nA,slide/tile1.png\nB,slide/tile2.png\n")
+    (tmp_path / "bags.csv").write_text(
+        "bag_id,path\nA,slide/tile0.png\nA,slide/tile1.png\nB,slide/tile2.png\n"
+    )
     runner = CliRunner()
     out = runner.invoke(cli, ["predict", str(adapter), "--bag", str(folder), "--json"])
     assert out.exit_code == 0, out.output
     row = json.loads(out.output)
     assert row["bag"] == "slide" and row["instances"] == 3 and not row["sampled"]
     assert abs(sum(w for _, w in row["attention"]) - 1.0) < 1e-5
-    out = runner.invoke(cli, ["predict", str(adapter), "--bag", str(tmp_path / "bags.csv"), "--max-instances", "1"])
+    out = runner.invoke(
+        cli, ["predict", str(adapter), "--bag", str(tmp_path / "bags.csv"), "--max-instances", "1"]
+    )
     assert out.exit_code == 0, out.output
     assert "bag A has 2 images; read a sample of 1" in out.output
     assert [line.split("\t")[0] for line in out.output.splitlines() if "\t" in line] == ["A", "B"]
+
 
 def test_bad_bag_input_is_one_line(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     adapter = str(run_dir(sweep, "abmil", 1, 0) / "adapter")
