@@ -171,7 +171,7 @@ class _Sweep:
             if self.recipe.unit == "bag":  # bag mistakes stop the sweep before any run, like data mistakes
                 from hfm.data.bags import bag_splits
 
-                self._bags = bag_splits(splits, self.recipe.bags.labels)
+                splits, self._bags = bag_splits(splits, self.recipe.bags.labels)
             self._splits = splits
         return self._splits
 

@@ -78,11 +78,15 @@ class BagSplits:
         } | {"bag_labels": "table" if self.labelled_by_table else "shared instance label"}
 
 
-def read_bag_labels(path: str | Path, classes: list[str]) -> dict[str, int]:
-    """Read a bag-label table (CSV ``bag_id,label``; label a class name or index) into bag id -> class index.
+def read_bag_labels(path: str | Path, classes: list[str]) -> tuple[dict[str, int], list[str]]:
+    """Read a bag-label table (CSV ``bag_id,label``) into bag id -> class index, and the bag classes.
+
+    When every label is one of the data's ``classes`` (by name or index) the bag classes are the data's;
+    otherwise the table defines its own classes (its distinct labels, sorted), as when bags are "positive"
+    or "negative" while their images are "malignant" or "benign".
 
     Raises:
-        DataError: Unreadable file, missing columns, a repeated bag id or a label that is not a class.
+        DataError: Unreadable file, missing columns, a repeated bag id or an empty label.
     """
     path = Path(path)
     try:
@@ -92,20 +96,26 @@ def read_bag_labels(path: str | Path, classes: list[str]) -> dict[str, int]:
         raise DataError(f"bag-label table {path}: cannot read it ({err.strerror or err})") from None
     if not rows or not {"bag_id", "label"} <= set(rows[0]):
         raise DataError(f"bag-label table {path}: needs a header 'bag_id,label' and one row per bag")
-    table: dict[str, int] = {}
+    raw: dict[str, str] = {}
     for line, row in enumerate(rows, start=2):
-        bag, label = str(row["bag_id"]).strip(), str(row["label"]).strip()
-        if bag in table:
+        bag, label = str(row["bag_id"] or "").strip(), str(row["label"] or "").strip()
+        if not bag or not label:
+            raise DataError(f"bag-label table {path}, line {line}: empty bag_id or label")
+        if bag in raw:
             raise DataError(f"bag-label table {path}, line {line}: bag {bag!r} is listed twice")
+        raw[bag] = label
+
+    def known(label: str) -> int | None:
         if label in classes:
-            table[bag] = classes.index(label)
-        elif label.isdigit() and int(label) < len(classes):
-            table[bag] = int(label)
-        else:
-            raise DataError(
-                f"bag-label table {path}, line {line}: label {label!r} is not a class ({', '.join(classes)})"
-            )
-    return table
+            return classes.index(label)
+        return int(label) if label.isdigit() and int(label) < len(classes) else None
+
+    if all(known(label) is not None for label in raw.values()):
+        return {bag: int(known(label)) for bag, label in raw.items()}, list(classes)  # type: ignore[arg-type]
+    own = sorted(set(raw.values()))
+    if len(own) < 2:
+        raise DataError(f"bag-label table {path}: needs at least 2 distinct labels, found {own}")
+    return {bag: own.index(label) for bag, label in raw.items()}, own
 
 
 def bags_of(
@@ -146,27 +156,38 @@ def bags_of(
     return Bags(ids=ids, labels=labels, members=[np.asarray(positions[b], dtype=np.int64) for b in ids])
 
 
-def bag_splits(splits: Splits, labels: str | Path | None = None) -> BagSplits:
-    """The bags of every split; with a bag-label table, every bag it names must exist in the data.
+def bag_splits(splits: Splits, labels: str | Path | None = None) -> tuple[Splits, BagSplits]:
+    """The bags of every split, and the splits as bag runs see them.
+
+    With a bag-label table every bag it names must exist in the data, and every image takes its bag's label
+    (the weak label of multiple-instance learning); the returned splits then have the bag classes.
 
     Raises:
         DataError: See :func:`bags_of`; also a table naming bags the data does not hold.
     """
-    table = read_bag_labels(labels, splits.classes) if labels is not None else None
+    table, classes = read_bag_labels(labels, splits.classes) if labels is not None else (None, splits.classes)
     parts = {
-        name: bags_of(splits.split(name), splits.classes, table, split=name)
-        for name in ("train", "val", "test")
+        name: bags_of(splits.split(name), splits.classes, table, split=name) for name in ("train", "val", "test")
     }
-    if table is not None:
-        known = {b for bags in parts.values() for b in bags.ids}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-            raise DataError(
-                f"bag-label table {labels}: bag id(s) {', '.join(map(repr, unknown[:3]))}{more} are not groups "
-                "of the data; fix the ids or the data block's group key"
-            )
-    return BagSplits(**parts, labelled_by_table=table is not None)
+    if table is None:
+        return splits, BagSplits(**parts)
+    known = {b for bags in parts.values() for b in bags.ids}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise DataError(
+            f"bag-label table {labels}: bag id(s) {', '.join(map(repr, unknown[:3]))}{more} are not groups "
+            "of the data; fix the ids or the data block's group key"
+        )
+    relabelled = {}
+    for name, bags in parts.items():
+        subset = splits.split(name)
+        weak = np.zeros(len(subset), dtype=np.int64)
+        for label, members in zip(bags.labels, bags.members, strict=True):
+            weak[members] = label
+        relabelled[name] = Subset(ids=subset.ids, labels=weak, reader=subset.reader, groups=subset.groups)
+    bag_view = Splits(**relabelled, classes=classes, source=splits.source, split_info=splits.split_info)
+    return bag_view, BagSplits(**parts, labelled_by_table=True)
 
 
 @dataclass(frozen=True)

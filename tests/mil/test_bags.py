@@ -48,9 +48,10 @@ def test_bag_label_table_names_known_bags_only(tmp_path: Path) -> None:
     table = tmp_path / "labels.csv"
     rows = [f"b{b:02d},{CLASSES[(b + 1) % 2]}" for b in range(4)] + ["v0,0", "v1,1", "t0,positive"]
     table.write_text("bag_id,label\n" + "\n".join(rows) + "\n")
-    bags = bag_splits(splits, table)
+    view, bags = bag_splits(splits, table)
     assert bags.train.labels.tolist() == [1, 0, 1, 0]  # the table wins over the images' labels
-    assert bags.labelled_by_table
+    assert view.train.labels.tolist() == [1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0]  # images take their bag's label
+    assert bags.labelled_by_table and view.classes == CLASSES
     table.write_text("bag_id,label\n" + "\n".join([*rows, "ghost,0"]) + "\n")
     with pytest.raises(DataError, match="'ghost' are not groups of the data"):
         bag_splits(splits, table)
@@ -58,8 +59,19 @@ def test_bag_label_table_names_known_bags_only(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="train bag 'b00' has no row in the bag-label table"):
         bag_splits(splits, table)
     table.write_text("bag_id,label\nb00,maybe\n")
-    with pytest.raises(DataError, match="label 'maybe' is not a class"):
+    with pytest.raises(DataError, match="at least 2 distinct labels"):
         bag_splits(splits, table)
+
+
+def test_a_table_may_name_its_own_bag_classes(tmp_path: Path) -> None:
+    splits = _splits(4)
+    table = tmp_path / "labels.csv"
+    names = {"b00": "yes", "b01": "no", "b02": "no", "b03": "yes", "v0": "no", "v1": "yes", "t0": "yes"}
+    table.write_text("bag_id,label\n" + "".join(f"{b},{y}\n" for b, y in names.items()))
+    view, bags = bag_splits(splits, table)
+    assert view.classes == ["no", "yes"]
+    assert bags.train.labels.tolist() == [1, 0, 0, 1]
+    assert view.test.labels.tolist() == [1, 1]
 
 
 def test_bags_need_groups() -> None:
@@ -70,7 +82,7 @@ def test_bags_need_groups() -> None:
 
 def test_bag_draws_are_exact_k_per_class_and_nested() -> None:
     splits = _splits(12)
-    bags = bag_splits(splits)
+    _, bags = bag_splits(splits)
     previous: set[str] = set()
     for k in (1, 2, 4):
         drawn = bag_draw(splits, bags, k, seed=3)
@@ -89,7 +101,7 @@ def test_bag_draws_are_exact_k_per_class_and_nested() -> None:
 
 def test_bag_draws_never_take_a_group_of_val_or_test() -> None:
     splits = _splits(6, shared="b01")  # bag b01 also has an image in test
-    bags = bag_splits(splits)
+    _, bags = bag_splits(splits)
     drawn = bag_draw(splits, bags, "all", seed=0)
     assert "b01" not in drawn.episode.ids
     assert drawn.episode.excluded == 1
