@@ -80,19 +80,26 @@ def bccd_task(shared: Path, quick: bool, table_dir: Path) -> tuple[Any, Any, dic
             subset = splits.split(name)
             keep = sorted(set(subset.groups or []))[: {"train": 16, "val": 6, "test": 6}[name]]
             setattr(splits, name, subset.take([i for i, g in enumerate(subset.groups or []) if g in keep]))
+    table = table_dir / "bccd_platelet_bags.csv"
+    table.write_text(bccd_bag_table(splits), encoding="utf-8")
+    platelet = splits.classes.index("Platelets")
+    truth = {
+        name: (splits.split(name).labels == platelet).astype(np.int64) for name in ("train", "val", "test")
+    }
+    view, bags = bag_splits(splits, table)
+    return view, bags, truth
+
+
+def bccd_bag_table(splits: Any) -> str:
+    """The bag-label table of BCCD smears: ``platelet`` when a smear holds a platelet crop, else ``none``."""
     platelet = splits.classes.index("Platelets")
     rows = ["bag_id,label"]
-    truth = {}
     for name in ("train", "val", "test"):
         subset = splits.split(name)
         groups = np.asarray(subset.groups)
         for bag in sorted(set(groups.tolist())):
             rows.append(f"{bag},{'platelet' if (subset.labels[groups == bag] == platelet).any() else 'none'}")
-        truth[name] = (subset.labels == platelet).astype(np.int64)
-    table = table_dir / "bccd_platelet_bags.csv"
-    table.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    view, bags = bag_splits(splits, table)
-    return view, bags, truth
+    return "\n".join(rows) + "\n"
 
 
 def breastmnist_task(shared: Path, quick: bool, table_dir: Path) -> tuple[Any, Any, dict[str, np.ndarray]]:
@@ -222,14 +229,20 @@ def summarise(records: list[dict[str, Any]], aggregators: list[str]) -> dict[str
                 }  # fmt: skip
             for agg in [a for a in aggregators if a not in BASELINES]:
                 for base in [b for b in BASELINES if b in aggregators]:
-                    by = {(r["k"], r["seed"]): r["balanced_accuracy"] for r in rows if r["aggregator"] == base}
+                    by = {
+                        (r["k"], r["seed"]): r["balanced_accuracy"] for r in rows if r["aggregator"] == base
+                    }
                     # pooled over k: one paired difference per seed (mean over k), so seeds stay independent
                     per_seed: dict[int, list[float]] = {}
                     for r in rows:
                         if r["aggregator"] == agg:
-                            per_seed.setdefault(r["seed"], []).append(r["balanced_accuracy"] - by[(r["k"], r["seed"])])
+                            per_seed.setdefault(r["seed"], []).append(
+                                r["balanced_accuracy"] - by[(r["k"], r["seed"])]
+                            )
                     d = [statistics.fmean(v) for v in per_seed.values()]
-                    diffs[f"{task}|{k}|{agg}-{base}"] = dict(zip(("mean", "low", "high"), t_interval(d), strict=True))
+                    diffs[f"{task}|{k}|{agg}-{base}"] = dict(
+                        zip(("mean", "low", "high"), t_interval(d), strict=True)
+                    )
     return {"table": table, "diffs": diffs, "tasks": tasks, "shots": shots}
 
 
@@ -285,12 +298,28 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"backbone name, local-dir:PATH, or 'random' (ResNet-18, random weights); default {DEFAULT_BACKBONE}",
     )
-    p.add_argument("--tasks", default=None, help="comma-separated: " + ", ".join(TASKS) + " (quick: the first)")
+    p.add_argument(
+        "--tasks", default=None, help="comma-separated: " + ", ".join(TASKS) + " (quick: the first)"
+    )
     p.add_argument("--shots", default=None, help="bags per class (default 2,4,8,16; quick 1,2)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5; quick 2)")
     p.add_argument("--aggregators", default=",".join(AGGREGATORS))
     p.add_argument("--shared", type=Path, default=SHARED_DATA, help="the shared real data folder")
+    p.add_argument(
+        "--write-bccd-table", type=Path, default=None, help="write BCCD's bag-label table there and stop"
+    )
     args = p.parse_args(argv)
+    if args.write_bccd_table is not None:
+        from hfm.data import load_data
+
+        data = {
+            "type": "npz",
+            "path": str(args.shared / "bccd" / "bccd_cell_crops_64.npz"),
+            "group_key": "source_image",
+        }
+        args.write_bccd_table.write_text(bccd_bag_table(load_data(data)), encoding="utf-8")
+        print(f"wrote {args.write_bccd_table}")
+        return 0
     setup_threads(args.threads)
     args.shots = [int(s) for s in (args.shots or ("1,2" if args.quick else "2,4,8,16")).split(",")]
     args.seeds = list(range(args.seeds or (2 if args.quick else 5)))
@@ -305,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         backbone = hfm.load_backbone("pathology/uni", twin=True)
         name = "pathology/uni (twin)"
     elif args.backbone == "random":
-        folder = Path(os.environ.get("HFM_CACHE", Path.home() / ".cache" / "hfm")) / "benchmarks/mil-random-resnet18"
+        folder = (
+            Path(os.environ.get("HFM_CACHE", Path.home() / ".cache" / "hfm"))
+            / "benchmarks/mil-random-resnet18"
+        )
         backbone = hfm.load_backbone(f"local-dir:{random_resnet(folder)}")
         name = "resnet18, random weights (64 px)"
     else:

@@ -167,7 +167,8 @@ def bag_splits(splits: Splits, labels: str | Path | None = None) -> tuple[Splits
     """
     table, classes = read_bag_labels(labels, splits.classes) if labels is not None else (None, splits.classes)
     parts = {
-        name: bags_of(splits.split(name), splits.classes, table, split=name) for name in ("train", "val", "test")
+        name: bags_of(splits.split(name), splits.classes, table, split=name)
+        for name in ("train", "val", "test")
     }
     if table is None:
         return splits, BagSplits(**parts)
