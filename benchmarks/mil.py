@@ -22,7 +22,6 @@ pretraining work builds from BreastMNIST *train* images only (no BCCD image, no 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
