@@ -206,7 +206,7 @@ def run_task(name: str, args: Any, backbone: Any, table_dir: Path) -> list[dict[
                 })  # fmt: skip
             print(f"  k={k} seed={seed}: " + ", ".join(
                 f"{r['aggregator']} {r['balanced_accuracy']:.3f}" for r in records[-len(args.aggregators):]
-            ))  # fmt: skip
+            ), flush=True)  # fmt: skip
     return records
 
 
@@ -358,11 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         "aggregators": args.aggregators, "records": records, "summary": summary, "seconds": time.perf_counter() - start,
         "machine": machine_info(args.threads),
     }  # fmt: skip
-    path = write_result("mil", payload, args)
+    result = "mil" if set(tasks) == set(TASKS) or args.quick else "mil-" + "-".join(tasks)
+    path = write_result(result, payload, args)
     if path is not None:
-        (path.parent / "mil.md").write_text(text + "\n", encoding="utf-8")
-        plot(summary, args.aggregators, path.parent / "mil.png")
-        print(f"results in {path.parent}/mil.json|md|png")
+        (path.parent / f"{result}.md").write_text(text + "\n", encoding="utf-8")
+        plot(summary, args.aggregators, path.parent / f"{result}.png")
+        print(f"results in {path.parent}/{result}.json|md|png")
     return 0
 
 

@@ -171,7 +171,7 @@ def bag_splits(splits: Splits, labels: str | Path | None = None) -> tuple[Splits
         for name in ("train", "val", "test")
     }
     if table is None:
-        return splits, BagSplits(**parts)
+        return splits, BagSplits(train=parts["train"], val=parts["val"], test=parts["test"])
     known = {b for bags in parts.values() for b in bags.ids}
     unknown = sorted(set(table) - known)
     if unknown:
@@ -188,7 +188,9 @@ def bag_splits(splits: Splits, labels: str | Path | None = None) -> tuple[Splits
             weak[members] = label
         relabelled[name] = Subset(ids=subset.ids, labels=weak, reader=subset.reader, groups=subset.groups)
     bag_view = Splits(**relabelled, classes=classes, source=splits.source, split_info=splits.split_info)
-    return bag_view, BagSplits(**parts, labelled_by_table=True)
+    return bag_view, BagSplits(
+        train=parts["train"], val=parts["val"], test=parts["test"], labelled_by_table=True
+    )
 
 
 @dataclass(frozen=True)
