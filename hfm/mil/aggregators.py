@@ -14,12 +14,14 @@ Because the head reads the pooled vector, a bag of one instance gives exactly th
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmil.nn import AttentionPool, MaxPool, MeanPool
+
+from hfm.errors import TunerError
 
 AGGREGATORS: dict[str, type[Aggregator]] = {}
 
@@ -28,6 +30,15 @@ def register(cls: type[Aggregator]) -> type[Aggregator]:
     """Class decorator: make an aggregator available under its ``name``."""
     AGGREGATORS[cls.name] = cls
     return cls
+
+
+def torchmil_nn() -> ModuleType:
+    """``torchmil.nn`` (an optional dependency: ``pip install 'hfm-hub[mil]'``), imported when an aggregator is built."""
+    try:
+        import torchmil.nn
+    except ImportError:
+        raise TunerError("the MIL aggregators need torchmil: pip install 'hfm-hub[mil]'") from None
+    return torchmil.nn
 
 
 def full_mask(x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +100,7 @@ class MeanAggregator(Aggregator):
 
     def __init__(self, in_dim: int, num_classes: int, **kwargs: float) -> None:
         super().__init__(in_dim, num_classes, **kwargs)  # type: ignore[arg-type]
-        self.pooling = MeanPool()
+        self.pooling = torchmil_nn().MeanPool()
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         weights = mask.float() / mask.float().sum(dim=1, keepdim=True)
@@ -104,7 +115,7 @@ class MaxAggregator(Aggregator):
 
     def __init__(self, in_dim: int, num_classes: int, **kwargs: float) -> None:
         super().__init__(in_dim, num_classes, **kwargs)  # type: ignore[arg-type]
-        self.pooling = MaxPool()
+        self.pooling = torchmil_nn().MaxPool()
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.pooling(h, mask)
@@ -123,7 +134,9 @@ class ABMIL(Aggregator):
         self, in_dim: int, num_classes: int, hidden_dim: int = 128, att_dim: int = 64, dropout: float = 0.25
     ) -> None:
         super().__init__(in_dim, num_classes, hidden_dim=hidden_dim, att_dim=att_dim, dropout=dropout)
-        self.attention = AttentionPool(in_dim=hidden_dim, att_dim=att_dim, act="tanh", gated=True)
+        self.attention = torchmil_nn().AttentionPool(
+            in_dim=hidden_dim, att_dim=att_dim, act="tanh", gated=True
+        )
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z, scores = self.attention(h, mask, return_att=True)
