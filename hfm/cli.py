@@ -194,8 +194,13 @@ def validate_command(recipes: tuple[str, ...]) -> None:
 @cli.command("predict")
 @click.argument("adapter")
 @click.argument(
-    "images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=str)
+    "images", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, path_type=str)
 )
+@click.option(
+    "--bag", help="Predict bags with a MIL adapter: a folder of images (one bag) or a bag_id,path CSV."
+)
+@click.option("--max-instances", default=4096, show_default=True, type=click.IntRange(min=1),
+              help="With --bag: read at most this many images of a bag (a larger bag is sampled, and said).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--revision", help="For a Hub adapter: branch, tag or commit of the adapter repo.")
@@ -204,16 +209,40 @@ def validate_command(recipes: tuple[str, ...]) -> None:
 def predict_command(
     adapter: str,
     images: tuple[str, ...],
+    bag: str | None,
+    max_instances: int,
     as_json: bool,
     batch_size: int,
     revision: str | None,
     trust_remote_code: bool,
     allow_pickle: bool,
 ) -> None:
-    """Classify images with an adapter (a folder or a Hub repo id): class and probabilities per image."""
+    """Classify images with an adapter (a folder or a Hub repo id): class and probabilities per image.
+
+    With --bag, classify bags with a MIL adapter: class, probabilities and the most-attended images per bag.
+    """
     import json
 
     from hfm.inference import predict_files
+
+    if bag is not None or not images:
+        if bag is None or images:
+            raise click.UsageError("give image files, or --bag DIR_OR_CSV (not both)")
+        from hfm.mil.predict import predict_bag_files
+
+        bag_rows = predict_bag_files(
+            adapter, bag, max_instances=max_instances, batch_size=batch_size, revision=revision,
+            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+        )  # fmt: skip
+        for row in bag_rows:
+            if row["sampled"]:
+                click.echo(
+                    f"hfm: bag {row['bag']} has {row['instances']} images; read a sample of {row['read']}",
+                    err=True,
+                )
+            probs = "  ".join(f"{name}={p:.3f}" for name, p in row["probabilities"].items())
+            click.echo(json.dumps(row) if as_json else f"{row['bag']}\t{row['predicted']}\t{probs}")
+        return
 
     rows = predict_files(
         adapter,

@@ -11,6 +11,22 @@ from hfm.data.images import open_image
 from hfm.errors import HfmError
 
 
+def read_image_file(path: str) -> object:
+    """An image file as the backbone's preprocessing takes it (DICOM by its ``.dcm`` suffix, pixel data only).
+
+    Raises:
+        HfmError: The file cannot be decoded.
+    """
+    if path.lower().endswith(".dcm"):
+        from hfm.data.dicom import DicomOpener
+
+        return DicomOpener()(Path(path))
+    try:
+        return open_image(Path(path))
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file
+        raise HfmError(f"{path}: cannot read the image ({err}); pass PNG, JPEG, TIFF, BMP or DICOM") from None
+
+
 def predict_files(
     adapter: str,
     paths: list[str],
@@ -32,6 +48,10 @@ def predict_files(
     model = load_adapter(
         adapter, revision=revision, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
     )
+    if getattr(model, "aggregates_bags", False):
+        raise HfmError(
+            f"adapter {adapter} classifies bags, not single images: use hfm predict ADAPTER --bag DIR_OR_CSV"
+        )
     transform = model.backbone.transform
     classes = [str(c) for c in model.classes]
     rows: list[dict[str, object]] = []
@@ -39,19 +59,7 @@ def predict_files(
         chunk = paths[start : start + batch_size]
         tensors = []
         for path in chunk:
-            image: object
-            if path.lower().endswith(".dcm"):
-                from hfm.data.dicom import DicomOpener
-
-                image = DicomOpener()(Path(path))
-            else:
-                try:
-                    image = open_image(Path(path))
-                except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file
-                    raise HfmError(
-                        f"{path}: cannot read the image ({err}); pass PNG, JPEG, TIFF, BMP or DICOM"
-                    ) from None
-            tensors.append(transform(image))
+            tensors.append(transform(read_image_file(path)))
         proba = model.predict_proba(torch.stack(tensors)).cpu()
         for path, p in zip(chunk, proba.tolist(), strict=True):
             best = max(range(len(p)), key=p.__getitem__)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -132,6 +132,17 @@ class EmbeddingsBlock(_Strict):
     num_workers: int = Field(default=0, ge=0)
 
 
+class BagsBlock(_Strict):
+    """How a ``unit: bag`` recipe reads bags (each group of the data block is a bag).
+
+    Attributes:
+        labels: A bag-label table (CSV ``bag_id,label``; relative to the recipe): the label of every bag, for
+            bags whose images do not share one label or have none. Without it a bag's label is its images'.
+    """
+
+    labels: str | None = None
+
+
 class Recipe(_Strict):
     """A few-shot study: backbone x data x presets x shots x seeds.
 
@@ -150,6 +161,9 @@ class Recipe(_Strict):
         output: Sweep folder (relative to the working directory); default ``runs/<name>``.
         hub: Optional Hub target the adapters are published to.
         embeddings: Batch size and workers of the embedding extraction.
+        unit: ``image`` (one label per image), or ``bag``: each group of the data block is a bag with one
+            label, drawn k bags per class and learnt by a bag method (``method: mil``).
+        bags: Where bag labels come from (``unit: bag``).
     """
 
     name: str | None = None
@@ -167,6 +181,8 @@ class Recipe(_Strict):
     output: str | None = None
     hub: HubTarget | None = None
     embeddings: EmbeddingsBlock = Field(default_factory=EmbeddingsBlock)
+    unit: Literal["image", "bag"] = "image"
+    bags: BagsBlock = Field(default_factory=BagsBlock)
 
     @model_validator(mode="before")
     @classmethod
@@ -477,6 +493,8 @@ def parse(
     recipe.presets = resolved
     validate_training(recipe.training, source, "training")
     recipe.data = validate_source(_resolve_paths(recipe.data, base), source)
+    if recipe.bags.labels is not None and not Path(recipe.bags.labels).is_absolute():
+        recipe.bags.labels = str((base / os.path.expanduser(recipe.bags.labels)).resolve())
     return recipe
 
 
@@ -575,9 +593,20 @@ def check_presets(recipe: Recipe, source: str) -> None:
         except TunerError as err:
             raise ConfigError(f"{source}: presets.{i} ({preset.name}): params: {err}") from None
         try:
-            get_method(preset.method.name)(**preset.method.params).check(tuner)
+            method = get_method(preset.method.name)(**preset.method.params)
+            method.check(tuner)
         except MethodError as err:
             raise ConfigError(f"{source}: presets.{i} ({preset.name}): method: {err}") from None
+        if method.needs.unit != recipe.unit:
+            raise ConfigError(
+                f"{source}: presets.{i} ({preset.name}): method {preset.method.name!r} learns from "
+                f"{method.needs.unit}s but the recipe's unit is {recipe.unit!r}: "
+                + (
+                    "set unit: bag and use method mil"
+                    if method.needs.unit == "bag"
+                    else "use method mil for bags"
+                )
+            )
 
 
 def check_data_paths(recipe: Recipe, source: str) -> None:

@@ -159,6 +159,7 @@ class _Sweep:
         self._backbone: Any = None
         self._embeddings: CachedEmbeddings | None = None
         self._methods: dict[str, Method] = {}
+        self._bags: Any = None
 
     # -- shared, loaded once ------------------------------------------------------------------------------
     @property
@@ -166,7 +167,12 @@ class _Sweep:
         if self._splits is None:
             from hfm.data import load_data
 
-            self._splits = load_data(self.recipe.data)
+            splits = load_data(self.recipe.data)
+            if self.recipe.unit == "bag":  # bag mistakes stop the sweep before any run, like data mistakes
+                from hfm.data.bags import bag_splits
+
+                splits, self._bags = bag_splits(splits, self.recipe.bags.labels)
+            self._splits = splits
         return self._splits
 
     @property
@@ -239,7 +245,15 @@ class _Sweep:
 
     # -- one run ------------------------------------------------------------------------------------------
     def draw(self, k: Shot, seed: int) -> Draw:
-        """The (preset-independent) draw: same k and seed give the same examples and pool for every preset."""
+        """The (preset-independent) draw: same k and seed give the same examples and pool for every preset.
+
+        With ``unit: bag`` it is a bag draw (:func:`hfm.data.bags.bag_draw`): exactly k bags per class.
+        """
+        if self.recipe.unit == "bag":
+            from hfm.data.bags import bag_draw
+
+            splits = self.splits
+            return bag_draw(splits, self._bags, k, seed, allow_fewer=self.recipe.allow_fewer)
         return draw(self.splits, k, seed, allow_fewer=self.recipe.allow_fewer)
 
     def training_config(self, preset: Preset, seed: int) -> dict[str, Any]:
@@ -302,6 +316,8 @@ class _Sweep:
                 metrics=self.recipe.metrics, n_bootstrap=self.recipe.bootstrap, seed=run.seed,
             )  # fmt: skip
             write_predictions(tmp / "predictions.csv", ids, labels, result.proba, splits.classes)
+            if result.write is not None:
+                result.write(tmp)
             method = self.method_record(preset, result)
             record = {
                 "preset": preset.name,
@@ -310,7 +326,8 @@ class _Sweep:
                 "method_params": method["params"],
                 "k": run.k,
                 "seed": run.seed,
-                "n_train": len(drawn.indices),
+                "n_train": len(drawn.episode),
+                "unit": self.recipe.unit,
                 "n_unlabelled": method["n_unlabelled"],
                 "seconds": round(seconds, 3),
                 "data_fingerprint": splits.fingerprint,
@@ -351,6 +368,7 @@ class _Sweep:
                 "source": splits.source,
                 "group_key": group_name(splits),
                 "split_info": splits.split_info,
+                **({"unit": "bag", "bags": self._bags.describe()} if self._bags is not None else {}),
             },
             "metrics": {"test": {key: test[key] for key in (*self.recipe.metrics, "n", "ci") if key in test}},
         }

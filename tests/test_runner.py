@@ -18,7 +18,11 @@ from hfm.runner import RUN_FILES, read_predictions, run, run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = sorted((ROOT / "recipes" / "smoke").glob("*.yaml"))
-SHARED_SMOKE = {"busi__rad-dino__probe-logreg.yaml", "bccd__phikon__probe-logreg.yaml"}
+SHARED_SMOKE = {
+    "busi__rad-dino__probe-logreg.yaml",
+    "bccd__phikon__probe-logreg.yaml",
+    "bccd__phikon__mil-bags.yaml",
+}
 
 
 def tiny_recipe(out: Path, presets: list[Any] | None = None, **changes: Any) -> dict[str, Any]:

@@ -115,7 +115,27 @@ def _data_block(pub: Publication) -> dict[str, str]:
         "description": description,
         "fingerprint": str(data.get("fingerprint") or "not recorded"),
         "groups": _groups_statement(data, source),
+        "bags": _bags_statement(data, source),
     }
+
+
+def _bags_statement(data: dict[str, Any], source: dict[str, Any]) -> str:
+    """The bag protocol of a ``unit: bag`` run (empty for image runs), from what the run recorded."""
+    if data.get("unit") != "bag":
+        return ""
+    bags = data.get("bags") or {}
+    group = data.get("group_key") or source.get("group_key") or source.get("group_column") or "group"
+    counts = "; ".join(
+        f"{split} {bags[split]['bags']} bags ({bags[split]['instances']} instances)"
+        for split in ("train", "val", "test")
+        if isinstance(bags.get(split), dict)
+    )
+    labels = "a bag-label table" if bags.get("bag_labels") == "table" else "the label its instances share"
+    return (
+        f"each `{group}` is a bag whose label is {labels}; k counts bags per class, drawn whole; the aggregator "
+        "trains on cached instance embeddings with instances sampled per bag, and is evaluated on every "
+        f"instance of each test bag; metrics and predictions are per bag. {counts}."
+    )
 
 
 def _groups_statement(data: dict[str, Any], source: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from hfm.methods.base import Method
 
 # Built-in method name -> module, imported only when asked for.
-_BUILTINS = {"supervised": "supervised"}
+_BUILTINS = {"supervised": "supervised", "mil": "mil"}
 _METHODS: Registry[type[Method]] = Registry("method", "hfm.methods", _BUILTINS, MethodError, "method_name")
 
 DEFAULT_METHOD = "supervised"

@@ -72,6 +72,8 @@ class MethodResult:
             the adapter config and the card.
         ids: Ids of the evaluation units when they are not the test images (bags); ``None``: the test split.
         labels: Labels of those units; ``None``: the test split's labels.
+        write: Writes the method's own files (attention weights, pictures) into the run folder, which the runner
+            passes before it puts the folder in place; ``None``: none.
     """
 
     proba: np.ndarray
@@ -79,6 +81,7 @@ class MethodResult:
     n_unlabelled: int = 0
     ids: Sequence[str] | None = None
     labels: np.ndarray | None = None
+    write: Callable[[Path], None] | None = None
 
 
 @dataclasses.dataclass

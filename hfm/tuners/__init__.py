@@ -33,6 +33,7 @@ _BUILTINS = {
     "vpt": "vpt",
     "full": "full",
     "bitfit": "bitfit",
+    "mil": "mil",
 }
 _TUNERS: Registry[type[AdaptedModel]] = Registry("tuner", "hfm.tuners", _BUILTINS, TunerError, "tuner_name")
 
