@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from hfm.data.content import array_digests, file_digests
 from hfm.errors import DataError
 
 Opener = Callable[[Path], Any]
@@ -35,6 +36,13 @@ class FileReader:
         self.root = Path(root)
         self.relpaths = list(relpaths)
         self.opener = opener
+        self._digests: list[str] | None = None
+
+    def content_digests(self) -> list[str]:
+        """Content digest of every file (see :mod:`hfm.data.content`), computed once per reader."""
+        if self._digests is None:
+            self._digests = file_digests(self.root, self.relpaths)
+        return self._digests
 
     def __call__(self, i: int) -> Any:
         relpath = self.relpaths[i]
@@ -53,6 +61,13 @@ class ArrayReader:
 
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
+        self._digests: list[str] | None = None
+
+    def content_digests(self) -> list[str]:
+        """Content digest of every row of the array, computed once per reader."""
+        if self._digests is None:
+            self._digests = array_digests(self.array)
+        return self._digests
 
     def __call__(self, i: int) -> np.ndarray:
         return np.asarray(self.array[i])
