@@ -28,8 +28,8 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from hfm.data.dataset import as_dataset, data_content, data_fingerprint
 from hfm._fs import describe_os_error
+from hfm.data.dataset import as_dataset, data_content, data_fingerprint
 from hfm.devices import autocast, gather_rows, process_info, resolve_precision, shard
 from hfm.env import hfm_cache_dir
 
