@@ -397,10 +397,8 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     for key in path_keys(data):
         value = out.get(key)
         if isinstance(value, str) and value and not value.startswith(("hf://", "http://", "https://")):
-            expanded = Path(os.path.expanduser(value))
-            local_hint = value.startswith((".", "/", "~")) or (base_dir / expanded).exists()
-            if not expanded.is_absolute() and local_hint:
-                out[key] = str((base_dir / expanded).resolve())
+            expanded = Path(os.path.expanduser(value))  # every Path-typed source field is local
+            out[key] = str(expanded if expanded.is_absolute() else (base_dir / expanded).resolve())
     return out
 
 
