@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hfm.adapter_check import check_weight_files
 from hfm.errors import TunerError
 from hfm.policy import LoadPolicy
 from hfm.tuners import get_tuner
@@ -100,6 +101,7 @@ def load_adapter(
 
         folder = Path(download_adapter(str(folder_or_repo_id), revision=revision))
     config = read_config(folder)
+    check_weight_files(folder)
     if backbone is None:
         policy = LoadPolicy(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         backbone = _rebuild_backbone(config, device, dtype, policy)

@@ -179,6 +179,15 @@ class AdaptedModel(nn.Module):
                 f"adapter weights do not fit this {self.tuner_name!r} model (missing {missing[:3]}, "
                 f"unexpected {unexpected[:3]}): was it saved by another tuner or backbone?"
             )
+        own = self.state_to_save()
+        wrong = [name for name in sorted(expected) if tuple(state[name].shape) != tuple(own[name].shape)]
+        if wrong:
+            name = wrong[0]
+            raise TunerError(
+                f"adapter weights do not fit this {self.tuner_name!r} model: {name} has shape "
+                f"{tuple(state[name].shape)}, the model needs {tuple(own[name].shape)}; the adapter was saved "
+                "for another backbone or another number of classes"
+            )
         result = self.load_state_dict(state, strict=False)
         if result.unexpected_keys:  # pragma: no cover - guarded above
             raise TunerError(f"unexpected adapter tensors {result.unexpected_keys[:3]}")
