@@ -74,6 +74,42 @@ def describe_os_error(err: BaseException) -> str:
     return str(reason)[:160]
 
 
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+_STORAGE_TEXT = (
+    "No space left",
+    "unexpected pos",
+    "os error 28",
+    "Disk quota exceeded",
+    "Read-only file system",
+)
+
+
+def storage_cause(err: BaseException) -> BaseException | None:
+    """The exception in ``err``'s chain that is a full, over-quota, read-only or unwritable disk, else ``None``.
+
+    torch reports a full disk while saving as ``unexpected pos N vs M``; safetensors wraps the OS error in
+    its own type, so the text is checked as well as the errno.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+            return current
+        if any(text in str(current) for text in _STORAGE_TEXT):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def describe_storage(err: BaseException) -> str:
+    """:func:`describe_os_error`, where torch's and safetensors' words for a full disk read "no space left"."""
+    reason = describe_os_error(err)
+    if "unexpected pos" in str(err):
+        return "no space left on device"
+    return reason
+
+
 def ensure_dir(path: Path, what: str) -> Path:
     """Create folder ``path`` (and parents) or raise a one-line :class:`~hfm.errors.StorageError` saying why.
 
@@ -99,3 +135,17 @@ def ensure_dir(path: Path, what: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise StorageError(f"cannot write to {what} {path}: permission denied; choose another path")
     return path
+
+
+def corrupt_weight_file(folder: Path) -> Path | None:
+    """The first ``.safetensors`` file below ``folder`` whose header does not cover the file (truncated or
+    damaged), or ``None`` when all are intact. Only headers are read, so this is cheap."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                list(handle.keys())
+        except Exception:  # noqa: BLE001 - safetensors raises its own error type for any damage
+            return path
+    return None

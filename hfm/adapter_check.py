@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors import safe_open
-
+from hfm._fs import corrupt_weight_file
 from hfm.errors import BackboneError, TunerError
 
 
@@ -26,16 +25,11 @@ def check_weight_files(folder: Path) -> None:
         raise TunerError(
             f"adapter folder {folder} has no weights (*.safetensors): it is incomplete; save it again"
         )
-    for path in files:
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                list(handle.keys())
-        except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for any damage
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise TunerError(
-                f"adapter weights {path} are truncated or corrupt ({reason[:100]}): save or download the "
-                "adapter again"
-            ) from None
+    broken = corrupt_weight_file(folder)
+    if broken is not None:
+        raise TunerError(
+            f"adapter weights {broken} are truncated or corrupt: save or download the adapter again"
+        )
 
 
 def verify_for_publishing(folder: Path) -> bool:

@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from hfm._fs import describe_os_error
+from hfm._fs import describe_storage, storage_cause
 from hfm.data.dataset import as_dataset, data_content, data_fingerprint
 from hfm.devices import autocast, gather_rows, process_info, resolve_precision, shard
 from hfm.env import hfm_cache_dir
@@ -113,8 +113,10 @@ def _write_cache(path: Path, key_text: str, embeddings: torch.Tensor) -> None:
         save_file({"embeddings": embeddings.contiguous()}, tmp, metadata={"key": key_text})
         os.replace(tmp, path)
     except Exception as err:  # noqa: BLE001 - OSError, or safetensors' own error wrapping one
+        if storage_cause(err) is None and not isinstance(err, OSError):
+            raise
         warnings.warn(
-            f"hfm: embeddings not cached in {path.parent} ({describe_os_error(err)}); continuing without the cache",
+            f"hfm: embeddings not cached in {path.parent} ({describe_storage(err)}); continuing without the cache",
             stacklevel=3,
         )
         return

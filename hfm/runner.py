@@ -437,8 +437,16 @@ def run(
         created = not out_dir.exists()
         ensure_dir(out_dir, "output folder")
         lock = sweep_state.SweepLock(out_dir, remove_if_empty=created)
-    with lock:
-        return _sweep(loaded, out_dir, start, main=main, resume=resume, progress=progress, verbose=verbose)
+    try:
+        with lock:
+            return _sweep(
+                loaded, out_dir, start, main=main, resume=resume, progress=progress, verbose=verbose
+            )
+    except OSError as err:  # the folder's own files (lock, recipe, summary) on a full or read-only disk
+        full = sweep_state.storage_failure(err, out_dir)
+        if full is None:
+            raise
+        raise full from None
 
 
 def _sweep(
@@ -480,9 +488,11 @@ def _sweep(
         except KeyboardInterrupt:
             raise
         except Exception as err:
+            full = sweep_state.storage_failure(err, out_dir)
+            if full is not None:  # every later run would fail the same way; what finished is kept
+                raise full from None
             if main:
-                failure.parent.mkdir(parents=True, exist_ok=True)
-                failure.write_text(traceback.format_exc(), encoding="utf-8")
+                sweep_state.write_failure(failure, traceback.format_exc(), out_dir)
             line = str(err).splitlines()[0] if str(err) else type(err).__name__
             if not isinstance(err, HfmError):
                 line = f"{type(err).__name__}: {line}"

@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from hfm import recipes
-from hfm.errors import HfmError
+from hfm._fs import describe_os_error, describe_storage, storage_cause
+from hfm.errors import HfmError, StorageError
 from hfm.recipes import Preset, Recipe
 from hfm.sweep import RunKey, grid, is_finished, parse_run_path
 
@@ -107,8 +108,12 @@ class SweepLock:
                     f"{self.out_dir} is in use by another hfm run ({who}): wait for it to finish or use another "
                     f"output folder; if that process is gone, delete {self.path}"
                 ) from None
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(me, handle)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(me, handle)
+            except BaseException:  # a full disk: leave no empty lock behind
+                self.path.unlink(missing_ok=True)
+                raise
             self.held = True
             return
         raise SweepBusyError(f"{self.out_dir}: could not take the lock {self.path}; try again")
@@ -252,6 +257,33 @@ def check_resume(out_dir: Path, runs: list[tuple[RunKey, dict[str, Any]]]) -> No
             )
 
 
+# -- a full or unwritable disk -------------------------------------------------------------------------------
+def storage_failure(err: BaseException, out_dir: Path) -> StorageError | None:
+    """The one-line error that stops a sweep when ``err`` (or what caused it) is a full, over-quota, read-only
+    or unwritable disk (:func:`hfm._fs.storage_cause`), else ``None``. Every later run would fail the same way;
+    what finished is kept for ``--resume``.
+    """
+    cause = storage_cause(err)
+    if cause is None:
+        return None
+    return StorageError(
+        f"cannot write to {out_dir}: {describe_storage(cause)}; the runs that finished are kept: free space, "
+        "then run again with --resume"
+    )
+
+
+def write_failure(path: Path, text: str, out_dir: Path) -> None:
+    """Write a failed run's traceback file; a disk that cannot take it stops the sweep with one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise StorageError(
+            f"cannot write to {out_dir}: {describe_os_error(err)}; the runs that finished are kept: free space, "
+            "then run again with --resume"
+        ) from None
+
+
 # -- the folder's recipe and summary --------------------------------------------------------------------------
 def read_folder_recipe(out_dir: Path) -> Recipe | None:
     """The recipe the folder's earlier sweeps wrote (``OUT/recipe.yaml``), or ``None`` when absent or unusable."""
@@ -319,4 +351,6 @@ __all__ = [
     "merged_recipe",
     "read_folder_recipe",
     "run_provenance",
+    "storage_failure",
+    "write_failure",
 ]
