@@ -470,6 +470,9 @@ def _sweep(
             todo.append(key)
     _barrier()  # every process plans from the same folder state before the main one writes runs
     sweep.splits  # noqa: B018 - data and backbone errors stop the sweep before anything is written
+    for k in loaded.shots:  # so does a k larger than a class: draws are cheap, every one is made now
+        for seed in loaded.seeds:
+            sweep.draw(k, seed)
     if todo:
         sweep.backbone  # noqa: B018
     if resume:  # finished runs are reused only when made from this data, backbone and preset

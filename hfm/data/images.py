@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from hfm.data.content import array_digests, file_digests
@@ -23,10 +23,13 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def open_image(path: Path) -> Image.Image:
-    """Decode an image file fully (so truncation is found now, not in a worker) and close it."""
+    """Decode an image file fully (so truncation is found now, not in a worker) and close it.
+
+    The EXIF orientation is applied (a phone photo stored sideways arrives upright), as viewers show it.
+    """
     with Image.open(path) as image:
         image.load()
-        return image
+        return ImageOps.exif_transpose(image)
 
 
 class FileReader:

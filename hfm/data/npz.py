@@ -70,6 +70,11 @@ def load_npz(config: NpzSource) -> Raw:
             raise DataError(
                 f"{where}: {split}_images has shape {images.shape}; expected (N, H, W) or (N, H, W, C)"
             )
+        if images.ndim == 4 and images.shape[-1] not in (1, 3, 4):
+            raise DataError(
+                f"{where}: {split}_images has {images.shape[-1]} channels (shape {images.shape}); hfm reads grey "
+                "(1), RGB (3) or RGBA (4) images: convert them first"
+            )
         if len(images) != len(labels):
             raise DataError(
                 f"{where}: {split}_images has {len(images)} images but {split}_labels has {len(labels)}"
@@ -126,7 +131,15 @@ def _read(path: Path, where: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise DataError(f"{where}: not a readable .npz file ({str(err)[:120]})") from None
+        reason = (
+            "not a zip archive" if isinstance(err, (zipfile.BadZipFile, ValueError)) else _first_line(err)
+        )
+        raise DataError(f"{where}: not a readable .npz file ({reason}); save it with numpy.savez") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text if len(text) <= 120 else text[:120].rsplit(" ", 1)[0] + " ..."
 
 
 def _labels(arrays: dict[str, np.ndarray], split: str, where: str) -> np.ndarray:

@@ -50,3 +50,69 @@ def test_a_nan_image_never_becomes_black_silently() -> None:
     image = np.full((8, 8), np.nan, dtype=np.float32)
     with pytest.raises(DataError, match="NaN"):
         to_uint8_rgb(image)
+
+
+# -- item 14 --------------------------------------------------------------------------------------------------
+def _csv(tmp_path: Path, rows: list[str], header: str = "path,label,patient") -> Path:
+    from .conftest import write_folder
+
+    write_folder(tmp_path / "imgs", n_per_class=4, classes=("a", "b"))
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def _rows(groups: bool = True) -> list[str]:
+    return [f"imgs/{c}/img{i}.png,{c},{'p' + str(i) if groups else ''}" for c in ("a", "b") for i in range(4)]
+
+
+def test_empty_group_cell_is_an_error(tmp_path: Path) -> None:
+    """Fault: a manifest whose group column is empty on some rows (they became one pseudo-patient '')."""
+    rows = _rows()
+    rows[3] = rows[3].rsplit(",", 1)[0] + ","
+    path = _csv(tmp_path, rows)
+    with pytest.raises(DataError, match="line 5: empty 'patient'"):
+        load_data({"type": "csv", "path": str(path), "group_column": "patient"})
+
+
+def test_same_file_with_conflicting_labels_is_an_error(tmp_path: Path) -> None:
+    """Fault: one file listed twice, once as class a and once as class b."""
+    rows = [*_rows(), "imgs/a/img0.png,b,p0"]
+    with pytest.raises(
+        DataError, match=r"'imgs/a/img0.png' is listed again with label 'b' \(line 2 says 'a'\)"
+    ):
+        load_data({"type": "csv", "path": str(_csv(tmp_path, rows))})
+
+
+def test_identical_images_across_train_and_test_are_reported(tmp_path: Path, capsys) -> None:
+    """Fault: an npz whose test split holds two byte-identical copies of train images."""
+    rng = np.random.default_rng(0)
+    images = {s: rng.integers(0, 255, (6, 8, 8), dtype=np.uint8) for s in ("train", "val", "test")}
+    images["test"][0] = images["train"][3]
+    images["test"][4] = images["train"][1]
+    labels = {s: np.arange(6) % 2 for s in images}
+    splits = load_data({"type": "npz", "path": str(write_npz(tmp_path / "d.npz", images, labels))})
+    assert splits.split_info["duplicates_train_test"] == 2
+    assert "2 of 6 test image(s) are byte-identical to train images" in capsys.readouterr().err
+
+
+# -- item 15 --------------------------------------------------------------------------------------------------
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """Fault: a JPEG stored sideways with EXIF orientation 6 (rotate 90° clockwise to view)."""
+    from PIL import Image
+
+    from hfm.data.images import open_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "phone.jpg", exif=exif)
+    assert open_image(tmp_path / "phone.jpg").size == (20, 40)
+
+
+# -- item 13 (data side) --------------------------------------------------------------------------------------
+def test_two_channel_npz_is_an_error_at_load(tmp_path: Path) -> None:
+    """Fault: an npz of 2-channel images (it failed only mid-sweep)."""
+    images = {s: np.zeros((4, 8, 8, 2), dtype=np.uint8) for s in ("train", "val", "test")}
+    labels = {s: np.arange(4) % 2 for s in images}
+    with pytest.raises(DataError, match="has 2 channels"):
+        load_data({"type": "npz", "path": str(write_npz(tmp_path / "d.npz", images, labels))})
