@@ -96,6 +96,16 @@ def load_adapter(
         The adapted model, with ``classes`` set from the config and ``adapter_config`` holding the config.
     """
     folder = Path(folder_or_repo_id)
+    if (
+        folder.is_dir()
+        and not (folder / CONFIG_NAME).is_file()
+        and (folder / "adapter" / CONFIG_NAME).is_file()
+    ):
+        folder = folder / "adapter"  # a run folder, as `hfm push` and `hfm card` accept it
+    if not folder.is_dir() and folder.parent != Path(".") and folder.parent.is_dir():
+        raise TunerError(
+            f"{folder_or_repo_id}: no such adapter folder (its parent {folder.parent} exists here); check the path"
+        )
     if not folder.is_dir():
         from hfm.hub.pull import download_adapter
 

@@ -101,6 +101,15 @@ def check_classes(splits: dict[str, Subset], classes: list[str], *, where: str) 
                 f"{where}: {name} label {bad} is not a class index (0..{len(classes) - 1}); "
                 "fix the labels or list the class names in 'classes'"
             )
+    seen = set(splits["train"].labels.tolist())
+    for name in ("val", "test"):
+        subset = splits.get(name)
+        unseen = sorted(set(subset.labels.tolist()) - seen) if subset is not None else []
+        if unseen and splits["train"] is not subset:
+            raise DataError(
+                f"{where}: {name} label {classes[unseen[0]]!r} (index {unseen[0]}) never appears in train; fix "
+                f"the labels or drop those {name} images"
+            )
     counts = np.bincount(splits["train"].labels, minlength=len(classes))
     for index, count in enumerate(counts.tolist()):
         if count == 0:

@@ -160,6 +160,11 @@ def push(
             return result
         if not token:
             raise HubError("no Hub token: run `hf auth login` or set HF_TOKEN, then push again")
+        if env.offline():
+            raise HubError(
+                f"{env.offline_variable() or 'HF_HUB_OFFLINE'} is set, so nothing can be pushed: unset it (or pass "
+                "--dry-run to check the push without the network)"
+            )
         _send(result, stage, token, attempts=attempts, backoff=backoff)
     return result
 

@@ -79,3 +79,55 @@ def test_skipped_images_are_counted_on_stderr(tmp_path: Path, capsys) -> None:
     assert splits.split_info["skipped_files"] == 1
     assert "skipped 1 unreadable image(s) (on_error: skip), e.g. a/img0.png" in capsys.readouterr().err
     assert np.asarray(splits.train.image(0)).size
+
+
+def test_unseen_test_label_is_named_as_itself(tmp_path: Path) -> None:
+    """Fault: test holds label 5 that train never has (it was reported as "class '2' has no training examples")."""
+    from .conftest import write_npz
+
+    images = {s: np.zeros((4, 8, 8), dtype=np.uint8) for s in ("train", "val", "test")}
+    labels = {"train": np.array([0, 1, 0, 1]), "val": np.array([0, 1, 0, 1]), "test": np.array([0, 1, 5, 1])}
+    with pytest.raises(DataError, match=r"test label '5' \(index 5\) never appears in train"):
+        load_data({"type": "npz", "path": str(write_npz(tmp_path / "d.npz", images, labels))})
+
+
+def test_mistyped_local_adapter_path_is_not_sent_to_the_hub(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Fault: ``runs/adapterr`` (a typo, shaped like ``org/name``) while ``runs`` exists here: it was told to
+    unset HF_HUB_OFFLINE."""
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    assert main(["predict", "runs/adapterr", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "no such adapter folder" in err and "HF_HUB_OFFLINE" not in err
+
+
+def test_predict_accepts_a_run_folder(tmp_path: Path, capsys) -> None:
+    """Fault: ``hfm predict OUT/<preset>/k1/seed0`` (a run folder, as push and card accept) was rejected."""
+    out = tmp_path / "out"
+    run(recipe(out, synthetic(3)), progress=False, verbose=False)
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    assert main(["predict", str(out / "probe" / "logreg" / "k1" / "seed0"), str(image)]) == 0
+    assert str(image) in capsys.readouterr().out
+
+
+def test_push_while_offline_fails_at_once(tmp_path: Path, monkeypatch) -> None:
+    """Fault: a push with a token while HF_HUB_OFFLINE is set (it retried for 15 s, then said "try again later")."""
+    from hfm.errors import HubError
+    from hfm.hub import push as push_module
+    from hfm.hub.push import push
+
+    out = tmp_path / "out"
+    run(recipe(out, synthetic(3)), progress=False, verbose=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_dummy")
+    sent: list[object] = []
+    monkeypatch.setattr(push_module, "_send", lambda *a, **kw: sent.append(a))
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
+        push(out / "probe" / "logreg" / "k1" / "seed0", "lab/x", license_ack=True)
+    assert sent == []  # no request (and no retries) was even tried
