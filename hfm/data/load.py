@@ -103,9 +103,9 @@ def check_classes(splits: dict[str, Subset], classes: list[str], *, where: str) 
             )
     seen = set(splits["train"].labels.tolist())
     for name in ("val", "test"):
-        subset = splits.get(name)
-        unseen = sorted(set(subset.labels.tolist()) - seen) if subset is not None else []
-        if unseen and splits["train"] is not subset:
+        held = splits.get(name)
+        unseen = sorted(set(held.labels.tolist()) - seen) if held is not None else []
+        if unseen:
             raise DataError(
                 f"{where}: {name} label {classes[unseen[0]]!r} (index {unseen[0]}) never appears in train; fix "
                 f"the labels or drop those {name} images"
