@@ -60,13 +60,29 @@ def _weights_digest(backbone: Backbone) -> str:
     return h.hexdigest()[:16]
 
 
+def _weights_identity(backbone: Backbone) -> str | None:
+    """``None`` when the weights are those of the pinned commit (untouched since loading), else their digest.
+
+    The digest reads every parameter (seconds for a ViT-B on CPU), so it is remembered per parameter state.
+    """
+    if backbone.revision is not None and backbone.weights_pristine():
+        return None
+    versions = [p._version for p in backbone.parameters()]
+    memo = getattr(backbone, "_hfm_weights_memo", None)
+    if memo is not None and memo[0] == versions:
+        return str(memo[1])
+    digest = _weights_digest(backbone)
+    backbone._hfm_weights_memo = (versions, digest)  # type: ignore[assignment]
+    return digest
+
+
 def cache_key(
     backbone: Backbone, *, fingerprint: str, split: str | None, precision: str, content: str | None = None
 ) -> dict[str, Any]:
     """Everything an extraction depends on; its hash names the cache file.
 
-    The weights digest is always part of the key: a pinned commit says which weights were downloaded, not
-    whether they were trained since.
+    A pinned commit names the weights only while they are untouched since loading; a trained or edited
+    backbone is keyed by a digest of its weights instead (:func:`_weights_identity`).
     """
     spec = backbone.spec
     return {
@@ -74,7 +90,7 @@ def cache_key(
         "backbone": spec.name,
         "hub_id": spec.hub_id,
         "revision": backbone.revision,
-        "weights": _weights_digest(backbone),
+        "weights": _weights_identity(backbone),
         "twin": bool(backbone.is_twin),
         "pooling": spec.pooling,
         "embed_dim": spec.embed_dim,
