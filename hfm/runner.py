@@ -474,7 +474,10 @@ def _sweep(
         for seed in loaded.seeds:
             sweep.draw(k, seed)
     if todo:
-        sweep.backbone  # noqa: B018
+        from hfm.tuners import get_tuner
+
+        for preset in sweep.presets:  # a tuner that cannot adapt this backbone stops the sweep before any run
+            get_tuner(preset.tuner).check_backbone(sweep.backbone)
     if resume:  # finished runs are reused only when made from this data, backbone and preset
         sweep_state.check_resume(out_dir, [(key, sweep.provenance(by_name[key.preset])) for key in runs_of])
     folder_recipe = sweep_state.merged_recipe(loaded, sweep_state.read_folder_recipe(out_dir))

@@ -81,6 +81,14 @@ class AdaptedModel(nn.Module):
     frozen_backbone_mode: ClassVar[bool] = False
     ddp_find_unused: ClassVar[bool] = False
 
+    @classmethod
+    def check_backbone(cls, backbone: Backbone) -> None:
+        """Raise :class:`TunerError` if this tuner cannot adapt ``backbone`` (cheap: nothing is built).
+
+        The runner calls it for every preset before a sweep writes anything; tuners that fit any backbone
+        keep this default.
+        """
+
     def __init__(self, backbone: Backbone, num_classes: int, **params: Any) -> None:
         super().__init__()
         if int(num_classes) < 2:

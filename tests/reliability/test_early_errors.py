@@ -131,3 +131,19 @@ def test_push_while_offline_fails_at_once(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
         push(out / "probe" / "logreg" / "k1" / "seed0", "lab/x", license_ack=True)
     assert sent == []  # no request (and no retries) was even tried
+
+
+def test_vpt_on_a_backbone_it_cannot_prompt_stops_before_any_run(tmp_path: Path) -> None:
+    """Fault: VPT on BiomedCLIP's image tower (open_clip), which it does not support: it failed mid-sweep."""
+    from hfm.errors import TunerError
+
+    out = tmp_path / "out"
+    cfg = recipe(
+        out,
+        synthetic(3),
+        presets=["vpt/shallow-10"],
+        backbone={"name": "multimodal/biomedclip", "twin": True},
+    )
+    with pytest.raises(TunerError, match="vpt is not supported"):
+        run(cfg, progress=False, verbose=False)
+    assert not out.exists()
