@@ -98,3 +98,22 @@ def test_trained_backbone_never_reads_the_frozen_cache(tmp_path: Path) -> None:
     trained = extract(backbone, subset, progress=False, cache_dir=tmp_path / "cache")
     assert not torch.allclose(frozen, trained)
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+
+
+def test_untouched_backbone_skips_the_weights_digest(tmp_path: Path, monkeypatch) -> None:
+    """Control for the hot path: a backbone untouched since loading is keyed by its commit (no digest pass);
+    one changed in place is digested once and then remembered."""
+    from hfm import embeddings
+
+    calls: list[int] = []
+    real = embeddings._weights_digest
+    monkeypatch.setattr(embeddings, "_weights_digest", lambda b: calls.append(1) or real(b))
+    backbone = hfm.load_backbone("pathology/kaiko-vitb16", twin=True)
+    subset = load_data({"type": "folder", "root": str(write_folder(tmp_path / "images"))}).train
+    extract(backbone, subset, progress=False, cache_dir=tmp_path / "cache")
+    assert calls == []
+    with torch.no_grad():
+        next(backbone.parameters()).add_(1.0)
+    extract(backbone, subset, progress=False, cache_dir=tmp_path / "cache")
+    extract(backbone, subset, progress=False, cache_dir=tmp_path / "cache")
+    assert calls == [1]
