@@ -166,8 +166,10 @@ class _Sweep:
     def splits(self) -> Any:
         if self._splits is None:
             from hfm.data import load_data
+            from hfm.data.images import loading_progress
 
-            self._splits = load_data(self.recipe.data)
+            with loading_progress(self.progress):
+                self._splits = load_data(self.recipe.data)
         return self._splits
 
     @property

@@ -6,7 +6,8 @@ workers. Ids are always paths relative to the source root: absolute paths never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,19 @@ from hfm.errors import DataError
 Opener = Callable[[Path], Any]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+_PROGRESS = [True]
+
+
+@contextmanager
+def loading_progress(show: bool) -> Iterator[None]:
+    """Show (or hide) the file-checking bar of :func:`screen_files` inside the block (``--no-progress``)."""
+    before = _PROGRESS[0]
+    _PROGRESS[0] = show
+    try:
+        yield
+    finally:
+        _PROGRESS[0] = before
 
 
 def open_image(path: Path) -> Image.Image:
@@ -91,7 +105,9 @@ def screen_files(
     """
     kept: list[int] = []
     skipped: list[str] = []
-    for i, relpath in enumerate(tqdm(relpaths, desc=desc, leave=False, disable=len(relpaths) < 200)):
+    for i, relpath in enumerate(
+        tqdm(relpaths, desc=desc, leave=False, disable=len(relpaths) < 200 or not _PROGRESS[0])
+    ):
         path = Path(root) / relpath
         if not path.is_file():
             raise DataError(f"{relpath}: file not found under {root} (check the path column or folder)")

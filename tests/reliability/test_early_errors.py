@@ -147,3 +147,12 @@ def test_vpt_on_a_backbone_it_cannot_prompt_stops_before_any_run(tmp_path: Path)
     with pytest.raises(TunerError, match="vpt is not supported"):
         run(cfg, progress=False, verbose=False)
     assert not out.exists()
+
+
+def test_no_progress_hides_the_file_checking_bar(tmp_path: Path, capsys) -> None:
+    """Fault: ``--no-progress`` still showed the bar that checks every file of a large folder (200+ files)."""
+    root = write_folder(tmp_path / "imgs", n_per_class=70)
+    file = tmp_path / "r.yaml"
+    file.write_text(yaml.safe_dump(recipe(tmp_path / "out", {"type": "folder", "root": str(root)})))
+    assert main(["run", str(file), "--no-progress"]) == 0
+    assert "checking" not in capsys.readouterr().err
