@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hfm.adapter_check import check_weight_files
 from hfm.errors import TunerError
 from hfm.policy import LoadPolicy
 from hfm.tuners import get_tuner
@@ -95,11 +96,22 @@ def load_adapter(
         The adapted model, with ``classes`` set from the config and ``adapter_config`` holding the config.
     """
     folder = Path(folder_or_repo_id)
+    if (
+        folder.is_dir()
+        and not (folder / CONFIG_NAME).is_file()
+        and (folder / "adapter" / CONFIG_NAME).is_file()
+    ):
+        folder = folder / "adapter"  # a run folder, as `hfm push` and `hfm card` accept it
+    if not folder.is_dir() and folder.parent != Path(".") and folder.parent.is_dir():
+        raise TunerError(
+            f"{folder_or_repo_id}: no such adapter folder (its parent {folder.parent} exists here); check the path"
+        )
     if not folder.is_dir():
         from hfm.hub.pull import download_adapter
 
         folder = Path(download_adapter(str(folder_or_repo_id), revision=revision))
     config = read_config(folder)
+    check_weight_files(folder)
     if backbone is None:
         policy = LoadPolicy(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         backbone = _rebuild_backbone(config, device, dtype, policy)

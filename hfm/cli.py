@@ -187,8 +187,9 @@ def validate_command(recipes: tuple[str, ...]) -> None:
             click.echo(f"FAIL {err}")
         else:
             click.echo(f"ok   {path}: {line}")
-    if problems:
-        raise click.ClickException(f"{problems} of {len(recipes)} recipe(s) invalid")
+    if problems:  # the exit status `hfm run` gives the same mistakes
+        click.echo(f"hfm: error: {problems} of {len(recipes)} recipe(s) invalid", err=True)
+        raise click.exceptions.Exit(2)
 
 
 @cli.command("predict")

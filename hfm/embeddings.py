@@ -1,8 +1,11 @@
 """Batched embedding extraction through a frozen backbone, with an on-disk cache.
 
 Every k, seed and probe of a sweep reuses one extraction: the result is cached keyed by the backbone (name,
-Hub id, resolved commit, twin flag, pooling), its preprocessing, the precision, and the data fingerprint and
-split. Changing any of these misses the cache; nothing else does, so the cache survives restarts.
+Hub id, resolved commit, twin flag, pooling, and a digest of its current weights, so a trained or edited
+backbone never reads or writes the frozen one's entries), its preprocessing, the precision, the data
+fingerprint and split, and the content digest of the images (:mod:`hfm.data.content`: new pixels under the
+same file names miss the cache). Changing any of these misses the cache; nothing else does, so the cache
+survives restarts.
 
 Under ``torchrun`` / ``accelerate launch`` every process embeds a strided shard and the shards are gathered,
 so every process ends with all rows in the original order.
@@ -14,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,14 +28,15 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from hfm.data.dataset import as_dataset, data_fingerprint
+from hfm._fs import describe_storage, storage_cause
+from hfm.data.dataset import as_dataset, data_content, data_fingerprint
 from hfm.devices import autocast, gather_rows, process_info, resolve_precision, shard
 from hfm.env import hfm_cache_dir
 
 if TYPE_CHECKING:
     from hfm.backbones.base import Backbone
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Counters a test (or a curious user) can read: backbone forward batches run, cache hits, cache writes.
 STATS: dict[str, int] = {"forward_batches": 0, "cache_hits": 0, "cache_writes": 0}
 
@@ -55,21 +60,44 @@ def _weights_digest(backbone: Backbone) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(backbone: Backbone, *, fingerprint: str, split: str | None, precision: str) -> dict[str, Any]:
-    """Everything an extraction depends on; its hash names the cache file."""
+def _weights_identity(backbone: Backbone) -> str | None:
+    """``None`` when the weights are those of the pinned commit (untouched since loading), else their digest.
+
+    The digest reads every parameter (seconds for a ViT-B on CPU), so it is remembered per parameter state.
+    """
+    if backbone.revision is not None and backbone.weights_pristine():
+        return None
+    versions = [p._version for p in backbone.parameters()]
+    memo = getattr(backbone, "_hfm_weights_memo", None)
+    if memo is not None and memo[0] == versions:
+        return str(memo[1])
+    digest = _weights_digest(backbone)
+    backbone._hfm_weights_memo = (versions, digest)  # type: ignore[assignment]
+    return digest
+
+
+def cache_key(
+    backbone: Backbone, *, fingerprint: str, split: str | None, precision: str, content: str | None = None
+) -> dict[str, Any]:
+    """Everything an extraction depends on; its hash names the cache file.
+
+    A pinned commit names the weights only while they are untouched since loading; a trained or edited
+    backbone is keyed by a digest of its weights instead (:func:`_weights_identity`).
+    """
     spec = backbone.spec
     return {
         "format": CACHE_FORMAT,
         "backbone": spec.name,
         "hub_id": spec.hub_id,
         "revision": backbone.revision,
-        "weights": _weights_digest(backbone) if backbone.revision is None else None,
+        "weights": _weights_identity(backbone),
         "twin": bool(backbone.is_twin),
         "pooling": spec.pooling,
         "embed_dim": spec.embed_dim,
         "preprocessing": backbone.transform.to_dict(),
         "precision": precision,
         "data": fingerprint,
+        "content": content,
         "split": split,
     }
 
@@ -92,14 +120,24 @@ def _read_cache(path: Path, key_text: str) -> torch.Tensor | None:
 
 
 def _write_cache(path: Path, key_text: str, embeddings: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Write one cache entry atomically; a full or unwritable cache disk only warns (the cache is an optimisation)."""
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         save_file({"embeddings": embeddings.contiguous()}, tmp, metadata={"key": key_text})
         os.replace(tmp, path)
+    except Exception as err:  # noqa: BLE001 - OSError, or safetensors' own error wrapping one
+        if storage_cause(err) is None and not isinstance(err, OSError):
+            raise
+        warnings.warn(
+            f"hfm: embeddings not cached in {path.parent} ({describe_storage(err)}); continuing without the cache",
+            stacklevel=3,
+        )
+        return
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     STATS["cache_writes"] += 1
 
@@ -186,7 +224,9 @@ def extract(
     path = key_text = None
     if use_cache:
         assert fingerprint is not None
-        key = cache_key(backbone, fingerprint=fingerprint, split=split, precision=precision)
+        key = cache_key(
+            backbone, fingerprint=fingerprint, split=split, precision=precision, content=data_content(data)
+        )
         path, key_text = _cache_path(cache_root(cache_dir), key)
         cached = _read_cache(path, key_text)
         if cached is not None and len(cached) == n:

@@ -18,6 +18,10 @@ class DataError(HfmError, ValueError):
     """Data cannot be read or does not fit the few-shot protocol (names the file, class or field)."""
 
 
+class StorageError(HfmError):
+    """A folder cannot be created or written: a file in the way, no permission, no space left (names it)."""
+
+
 class BackboneError(HfmError):
     """A backbone cannot be found, downloaded or loaded."""
 

@@ -291,6 +291,21 @@ def list_presets() -> list[str]:
     return sorted(names)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a key given twice in one mapping (YAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -299,7 +314,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -413,10 +428,8 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     for key in path_keys(data):
         value = out.get(key)
         if isinstance(value, str) and value and not value.startswith(("hf://", "http://", "https://")):
-            expanded = Path(os.path.expanduser(value))
-            local_hint = value.startswith((".", "/", "~")) or (base_dir / expanded).exists()
-            if not expanded.is_absolute() and local_hint:
-                out[key] = str((base_dir / expanded).resolve())
+            expanded = Path(os.path.expanduser(value))  # every Path-typed source field is local
+            out[key] = str(expanded if expanded.is_absolute() else (base_dir / expanded).resolve())
     return out
 
 
@@ -571,6 +584,11 @@ def check_backbone(block: BackboneBlock, source: str) -> str:
         raise ConfigError(f"{source}: backbone.name: {err}") from None
     if spec is not None:
         return spec.name
+    if block.twin:
+        raise ConfigError(
+            f"{source}: backbone.name: {name!r} is not a catalog entry, and twins exist only for catalog entries "
+            "(`hfm backbones list`); drop twin: true or name a catalog entry"
+        )
     if name.count("/") == 1 and all(name.split("/")):
         return name  # an ad-hoc Hub id; whether it exists is only known online
     try:

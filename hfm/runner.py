@@ -11,6 +11,7 @@ runs that finished and never trusts a half-written one. A failing run is recorde
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
@@ -30,8 +31,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hfm import recipes
-from hfm._fs import move_into_place
+from hfm import recipes, sweep_state
+from hfm._fs import ensure_dir, move_into_place
 from hfm.data.episodes import Draw, draw, group_name
 from hfm.errors import HfmError
 from hfm.methods import get_method
@@ -166,8 +167,10 @@ class _Sweep:
     def splits(self) -> Any:
         if self._splits is None:
             from hfm.data import load_data
+            from hfm.data.images import loading_progress
 
-            splits = load_data(self.recipe.data)
+            with loading_progress(self.progress):
+                splits = load_data(self.recipe.data)
             if self.recipe.unit == "bag":  # bag mistakes stop the sweep before any run, like data mistakes
                 from hfm.data.bags import bag_splits
 
@@ -334,6 +337,7 @@ class _Sweep:
                 "split": "test",
                 "test": test,
                 "fit": result.info,
+                "provenance": self.provenance(preset),
             }
             model.save(tmp / "adapter", metadata=self.adapter_metadata(preset, run, test, method))
             _write_json(tmp / "metrics.json", record)
@@ -342,6 +346,18 @@ class _Sweep:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def provenance(self, preset: Preset) -> dict[str, Any]:
+        """What a run of ``preset`` depends on (:func:`hfm.sweep_state.run_provenance`)."""
+        splits = self.splits
+        contents = [part.content_fingerprint() for part in (splits.train, splits.val, splits.test)]
+        return sweep_state.run_provenance(
+            self.recipe,
+            preset,
+            data_fingerprint=splits.fingerprint,
+            data_content=None if None in contents else "/".join(str(c) for c in contents),
+            backbone_revision=getattr(self._backbone, "revision", None),
+        )
 
     def method_record(self, preset: Preset, result: MethodResult) -> dict[str, Any]:
         """The method as runs, adapters and cards record it: name, parameters, unlabelled examples used."""
@@ -372,15 +388,6 @@ class _Sweep:
             },
             "metrics": {"test": {key: test[key] for key in (*self.recipe.metrics, "n", "ci") if key in test}},
         }
-
-
-def _collect(out_dir: Path, runs_of: Iterable[RunKey]) -> list[dict[str, Any]]:
-    runs = []
-    for key in runs_of:
-        folder = key.folder(out_dir)
-        if is_finished(folder):
-            runs.append(json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
-    return runs
 
 
 def _rank() -> int:
@@ -445,13 +452,31 @@ def run(
     out_dir = loaded.output_dir()
     rank = _rank()
     main = rank == 0
+    lock: Any = contextlib.nullcontext()
+    if main:  # one writer per folder; a command that fails before its first run leaves no new folder behind
+        created = not out_dir.exists()
+        ensure_dir(out_dir, "output folder")
+        lock = sweep_state.SweepLock(out_dir, remove_if_empty=created)
+    try:
+        with lock:
+            return _sweep(
+                loaded, out_dir, start, main=main, resume=resume, progress=progress, verbose=verbose
+            )
+    except OSError as err:  # the folder's own files (lock, recipe, summary) on a full or read-only disk
+        full = sweep_state.storage_failure(err, out_dir)
+        if full is None:
+            raise
+        raise full from None
+
+
+def _sweep(
+    loaded: Recipe, out_dir: Path, start: float, *, main: bool, resume: bool, progress: bool, verbose: bool
+) -> SweepResult:
+    """The body of :func:`run`, under the folder's lock: check, then write, then run, then summarise."""
     progress = progress and main
     verbose = verbose and main
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
         clean_stale(out_dir)
-        _atomic_text(out_dir / "recipe.yaml", recipes.to_yaml(loaded))
-        _write_json(out_dir / "environment.json", environment())
 
     sweep = _Sweep(loaded, out_dir, progress, resume)
     by_name = {p.name: p for p in sweep.presets}
@@ -464,9 +489,21 @@ def run(
         else:
             todo.append(key)
     _barrier()  # every process plans from the same folder state before the main one writes runs
+    sweep.splits  # noqa: B018 - data and backbone errors stop the sweep before anything is written
+    for k in loaded.shots:  # so does a k larger than a class: draws are cheap, every one is made now
+        for seed in loaded.seeds:
+            sweep.draw(k, seed)
     if todo:
-        sweep.splits  # noqa: B018 - data and backbone errors stop the sweep before any run starts
-        sweep.backbone  # noqa: B018
+        from hfm.tuners import get_tuner
+
+        for preset in sweep.presets:  # a tuner that cannot adapt this backbone stops the sweep before any run
+            get_tuner(preset.tuner).check_backbone(sweep.backbone)
+    if resume:  # finished runs are reused only when made from this data, backbone and preset
+        sweep_state.check_resume(out_dir, [(key, sweep.provenance(by_name[key.preset])) for key in runs_of])
+    folder_recipe = sweep_state.merged_recipe(loaded, sweep_state.read_folder_recipe(out_dir))
+    if main:
+        _atomic_text(out_dir / "recipe.yaml", recipes.to_yaml(folder_recipe))
+        _write_json(out_dir / "environment.json", environment())
     bar = tqdm(todo, desc=f"sweep {loaded.name}", unit="run", disable=not progress)
     for key in bar:
         name = key.name
@@ -477,9 +514,11 @@ def run(
         except KeyboardInterrupt:
             raise
         except Exception as err:
+            full = sweep_state.storage_failure(err, out_dir)
+            if full is not None:  # every later run would fail the same way; what finished is kept
+                raise full from None
             if main:
-                failure.parent.mkdir(parents=True, exist_ok=True)
-                failure.write_text(traceback.format_exc(), encoding="utf-8")
+                sweep_state.write_failure(failure, traceback.format_exc(), out_dir)
             line = str(err).splitlines()[0] if str(err) else type(err).__name__
             if not isinstance(err, HfmError):
                 line = f"{type(err).__name__}: {line}"
@@ -495,7 +534,9 @@ def run(
     if not main:  # the main process writes and prints the summary
         return result
 
-    runs = _collect(out_dir, runs_of)
+    runs = sweep_state.matching_runs(
+        out_dir, folder_recipe, {p.name: sweep.provenance(p) for p in folder_recipe.resolved_presets}
+    )  # every finished run of the folder that matches, not only this command's
     backbone = sweep._backbone.describe() if sweep._backbone is not None else {"name": loaded.backbone.name}
     result.seconds = time.perf_counter() - start
     extra = {

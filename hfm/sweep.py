@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from hfm._fs import restore_aside
+
 Shot = int | Literal["all"]
 
 RUN_FILES = ("metrics.json", "predictions.csv", "episode.json", "adapter")
@@ -112,10 +114,11 @@ def is_finished(folder: Path) -> bool:
 
 
 def clean_stale(out_dir: Path) -> None:
-    """Remove half-written run folders left by an interrupted sweep (their names start with a dot)."""
-    for pattern in (".seed*.tmp-*", ".seed*.old-*"):
-        for tmp in out_dir.rglob(pattern):
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Remove half-written run folders left by an interrupted sweep (their names start with a dot), after
+    renaming back any finished run a crash left aside mid-replacement (:func:`hfm._fs.restore_aside`)."""
+    restore_aside(out_dir, "seed*")
+    for tmp in out_dir.rglob(".seed*.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 __all__ = [

@@ -113,7 +113,7 @@ def test_validate_reports_each_recipe(tmp_path: Path, capsys: pytest.CaptureFixt
             }
         )
     )
-    assert main(["validate", str(good), str(bad)]) == 1
+    assert main(["validate", str(good), str(bad)]) == 2
     out = capsys.readouterr()
     assert f"FAIL {bad}: epochs: unknown key; allowed keys: name" in out.out
     assert "1 of 2 recipe(s) invalid" in out.err

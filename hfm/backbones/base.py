@@ -169,6 +169,16 @@ class Backbone(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def mark_pristine(self) -> None:
+        """Record that the weights are exactly those of :attr:`revision` (the loader calls this last)."""
+        self._pristine_versions: list[int] | None = [p._version for p in self.parameters()]
+
+    def weights_pristine(self) -> bool:
+        """Whether no parameter changed in place since :meth:`mark_pristine` (torch's per-tensor version
+        counters, which every optimizer step and ``load_state_dict`` bump); ``False`` if never marked."""
+        pristine = getattr(self, "_pristine_versions", None)
+        return pristine is not None and pristine == [p._version for p in self.parameters()]
+
     def describe(self) -> dict[str, Any]:
         """What to record about this backbone in run folders and adapters."""
         return {

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from hfm.errors import DataError
+
 if TYPE_CHECKING:
     from hfm.backbones.spec import BackboneSpec
 
@@ -50,6 +52,8 @@ def to_uint8_rgb(image: Any) -> np.ndarray:
         array = array.astype(np.uint8) * 255
     if array.dtype != np.uint8:
         array = array.astype(np.float64)
+        if not np.isfinite(array).all():
+            raise DataError("image has NaN or infinite pixels; fix or remove it")
         low, high = float(np.nanmin(array)), float(np.nanmax(array))
         scale = 255.0 / (high - low) if high > low else 0.0
         array = np.clip((array - low) * scale, 0, 255).round().astype(np.uint8)

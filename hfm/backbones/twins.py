@@ -23,10 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from hfm._fs import corrupt_weight_file, describe_storage, ensure_dir, storage_cause
 from hfm.backbones.loaders.common import json_kwargs, resolve_kwargs
 from hfm.backbones.spec import BackboneSpec
 from hfm.env import hfm_cache_dir
-from hfm.errors import BackboneLoadError
+from hfm.errors import BackboneLoadError, StorageError
 
 TWIN_FORMAT = 3
 TIMM_DEFAULTS: dict[str, Any] = {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 32, "patch_size": 8}
@@ -148,10 +149,27 @@ def write_twin(spec: BackboneSpec, cache_dir: Path | None = None, *, repo_id: st
     """
     repo = repo_id or spec.hub_id
     root = (cache_dir or twin_cache_dir()) / ("models--" + repo.replace("/", "--"))
+    try:
+        return _write_twin(spec, root, repo)
+    except StorageError:
+        raise
+    except Exception as err:  # OSError, or safetensors' error wrapping one (a full disk mid-write)
+        cause = storage_cause(err)
+        if cause is None:
+            raise  # not a storage problem: a bug, keep its traceback
+        raise StorageError(
+            f"cannot write the {spec.name} twin under {root}: {describe_storage(cause)}; free space or point "
+            "HFM_CACHE at another folder"
+        ) from None
+
+
+def _write_twin(spec: BackboneSpec, root: Path, repo: str) -> Path:
     commit = twin_commit(spec, repo)
     snapshot = root / "snapshots" / commit
+    if (snapshot / ".hfm_twin_complete").is_file() and corrupt_weight_file(snapshot) is not None:
+        shutil.rmtree(snapshot, ignore_errors=True)  # a damaged cached twin is rebuilt, never trusted
     if not (snapshot / ".hfm_twin_complete").is_file():
-        root.joinpath("snapshots").mkdir(parents=True, exist_ok=True)
+        ensure_dir(root / "snapshots", "twin cache folder (HFM_CACHE)")
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-twin-", dir=root))
         try:
             with torch.random.fork_rng(devices=[]):

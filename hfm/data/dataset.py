@@ -76,3 +76,10 @@ def data_fingerprint(data: Any) -> str | None:
     subset = data if is_subset(data) else getattr(data, "subset", None)
     fingerprint = getattr(subset, "fingerprint", None)
     return fingerprint() if callable(fingerprint) else None
+
+
+def data_content(data: Any) -> str | None:
+    """The content fingerprint of a Subset (or the Subset behind an ImageDataset); ``None`` if unknown."""
+    subset = data if is_subset(data) else getattr(data, "subset", None)
+    content = getattr(subset, "content_fingerprint", None)
+    return content() if callable(content) else None

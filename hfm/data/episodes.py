@@ -206,7 +206,7 @@ def episode(
                 note = f" after excluding {excluded} examples whose group is in val/test" if excluded else ""
                 raise DataError(
                     f"class {name!r} has {len(pool)} training examples{note}, fewer than k={k}; "
-                    "lower k or allow fewer"
+                    "lower k, or set allow_fewer: true in the recipe to let it contribute what it has"
                 )
             want = len(pool)
         order = rng_for("episode", fingerprint, seed, label).permutation(len(pool))

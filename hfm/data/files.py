@@ -217,7 +217,13 @@ def _from_manifest(path: Path, root: Path | None, config: CsvSource | DicomSourc
             raise DataError(f"{where}: line {line}: empty {config.label_column!r}")
         label_names.append(label)
         if config.group_column is not None:
-            groups.append((row.get(config.group_column) or "").strip())
+            group = (row.get(config.group_column) or "").strip()
+            if not group:
+                raise DataError(
+                    f"{where}: line {line}: empty {config.group_column!r} (group_column); every row needs its "
+                    "group (patient, slide), or drop group_column"
+                )
+            groups.append(group)
         if config.split_column is not None:
             raw_split = (row.get(config.split_column) or "").strip().lower()
             if raw_split not in SPLIT_NAMES:
@@ -226,6 +232,14 @@ def _from_manifest(path: Path, root: Path | None, config: CsvSource | DicomSourc
                     "is not train, val or test"
                 )
             splits.append(SPLIT_NAMES[raw_split])
+    first_label: dict[str, tuple[int, str]] = {}
+    for line, (relpath, label) in enumerate(zip(relpaths, label_names, strict=True), start=2):
+        seen = first_label.setdefault(relpath, (line, label))
+        if seen[1] != label:
+            raise DataError(
+                f"{where}: line {line}: {relpath!r} is listed again with label {label!r} (line {seen[0]} says "
+                f"{seen[1]!r}); keep one row per file"
+            )
     if config.classes is not None:
         names = list(config.classes)
         for line, label in enumerate(label_names, start=2):

@@ -6,26 +6,44 @@ workers. Ids are always paths relative to the source root: absolute paths never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from hfm.data.content import array_digests, file_digests
 from hfm.errors import DataError
 
 Opener = Callable[[Path], Any]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
+_PROGRESS = [True]
+
+
+@contextmanager
+def loading_progress(show: bool) -> Iterator[None]:
+    """Show (or hide) the file-checking bar of :func:`screen_files` inside the block (``--no-progress``)."""
+    before = _PROGRESS[0]
+    _PROGRESS[0] = show
+    try:
+        yield
+    finally:
+        _PROGRESS[0] = before
+
 
 def open_image(path: Path) -> Image.Image:
-    """Decode an image file fully (so truncation is found now, not in a worker) and close it."""
+    """Decode an image file fully (so truncation is found now, not in a worker) and close it.
+
+    The EXIF orientation is applied (a phone photo stored sideways arrives upright), as viewers show it.
+    """
     with Image.open(path) as image:
         image.load()
-        return image
+        return ImageOps.exif_transpose(image)
 
 
 class FileReader:
@@ -35,6 +53,13 @@ class FileReader:
         self.root = Path(root)
         self.relpaths = list(relpaths)
         self.opener = opener
+        self._digests: list[str] | None = None
+
+    def content_digests(self) -> list[str]:
+        """Content digest of every file (see :mod:`hfm.data.content`), computed once per reader."""
+        if self._digests is None:
+            self._digests = file_digests(self.root, self.relpaths)
+        return self._digests
 
     def __call__(self, i: int) -> Any:
         relpath = self.relpaths[i]
@@ -53,6 +78,13 @@ class ArrayReader:
 
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
+        self._digests: list[str] | None = None
+
+    def content_digests(self) -> list[str]:
+        """Content digest of every row of the array, computed once per reader."""
+        if self._digests is None:
+            self._digests = array_digests(self.array)
+        return self._digests
 
     def __call__(self, i: int) -> np.ndarray:
         return np.asarray(self.array[i])
@@ -73,7 +105,9 @@ def screen_files(
     """
     kept: list[int] = []
     skipped: list[str] = []
-    for i, relpath in enumerate(tqdm(relpaths, desc=desc, leave=False, disable=len(relpaths) < 200)):
+    for i, relpath in enumerate(
+        tqdm(relpaths, desc=desc, leave=False, disable=len(relpaths) < 200 or not _PROGRESS[0])
+    ):
         path = Path(root) / relpath
         if not path.is_file():
             raise DataError(f"{relpath}: file not found under {root} (check the path column or folder)")

@@ -7,6 +7,7 @@ checks the classes and records how the splits were made in ``Splits.split_info``
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ def load_data(source: Any) -> Splits:
     splits, split_info = complete_splits(raw.parts, config.split, where=raw.where)
     split_info.update(raw.info)
     check_classes(splits, raw.classes, where=raw.where)
+    report_data_problems(raw.where, splits, split_info)
     return Splits(
         train=splits["train"],
         val=splits["val"],
@@ -99,9 +101,50 @@ def check_classes(splits: dict[str, Subset], classes: list[str], *, where: str) 
                 f"{where}: {name} label {bad} is not a class index (0..{len(classes) - 1}); "
                 "fix the labels or list the class names in 'classes'"
             )
+    seen = set(splits["train"].labels.tolist())
+    for name in ("val", "test"):
+        held = splits.get(name)
+        unseen = sorted(set(held.labels.tolist()) - seen) if held is not None else []
+        if unseen:
+            raise DataError(
+                f"{where}: {name} label {classes[unseen[0]]!r} (index {unseen[0]}) never appears in train; fix "
+                f"the labels or drop those {name} images"
+            )
     counts = np.bincount(splits["train"].labels, minlength=len(classes))
     for index, count in enumerate(counts.tolist()):
         if count == 0:
             raise DataError(
                 f"{where}: class {classes[index]!r} has no training examples; add images or drop the class"
+            )
+
+
+def report_data_problems(where: str, splits: dict[str, Subset], split_info: dict[str, Any]) -> None:
+    """Say on stderr what loading left out (``on_error: skip``) and which images recur across splits.
+
+    Identical images in train and val/test (by content digest, :mod:`hfm.data.content`) inflate test metrics;
+    public medical sets often hold such duplicates, so they are counted and reported, not removed.
+    """
+    skipped = int(split_info.get("skipped_files", 0))
+    if skipped:
+        first = ", ".join(split_info.get("skipped", [])[:3])
+        sys.stderr.write(
+            f"hfm: {where}: skipped {skipped} unreadable image(s) (on_error: skip), e.g. {first}\n"
+        )
+    digests: dict[str, list[str] | None] = {}
+    for name in ("train", "val", "test"):
+        read = getattr(splits[name].reader, "content_digests", None)
+        digests[name] = read() if callable(read) else None
+    train = set(digests["train"] or [])
+    if not train:
+        return
+    for name in ("val", "test"):
+        held = digests[name]
+        if not held:
+            continue
+        same = sum(1 for digest in held if digest in train)
+        if same:
+            split_info[f"duplicates_train_{name}"] = same
+            sys.stderr.write(
+                f"hfm: {where}: {same} of {len(held)} {name} image(s) are byte-identical to train images; "
+                f"{name} metrics are optimistic until the duplicates are removed\n"
             )

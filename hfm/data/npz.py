@@ -61,6 +61,7 @@ def load_npz(config: NpzSource) -> Raw:
         keys = ", ".join(sorted(arrays)) or "none"
         raise DataError(f"{where}: no 'train_images' array (MedMNIST layout expected; arrays found: {keys})")
     parts: dict[str, Subset] = {}
+    skipped: list[str] = []
     max_label = 0
     for split in present:
         images = arrays[f"{split}_images"]
@@ -68,6 +69,11 @@ def load_npz(config: NpzSource) -> Raw:
         if images.ndim not in (3, 4):
             raise DataError(
                 f"{where}: {split}_images has shape {images.shape}; expected (N, H, W) or (N, H, W, C)"
+            )
+        if images.ndim == 4 and images.shape[-1] not in (1, 3, 4):
+            raise DataError(
+                f"{where}: {split}_images has {images.shape[-1]} channels (shape {images.shape}); hfm reads grey "
+                "(1), RGB (3) or RGBA (4) images: convert them first"
             )
         if len(images) != len(labels):
             raise DataError(
@@ -85,14 +91,37 @@ def load_npz(config: NpzSource) -> Raw:
                 )
         if len(labels):
             max_label = max(max_label, int(labels.max()))
+        keep = _finite_rows(images, split, where, config.on_error)
+        skipped.extend(f"{split}/{i}" for i in np.flatnonzero(~keep))
+        rows = np.flatnonzero(keep)
+        whole = bool(keep.all())
         parts[split] = Subset(
-            ids=[f"{split}/{i}" for i in range(len(labels))],
-            labels=labels,
-            reader=ArrayReader(images),
-            groups=groups,
+            ids=[f"{split}/{i}" for i in rows],
+            labels=labels if whole else labels[rows],
+            reader=ArrayReader(images if whole else images[rows]),
+            groups=groups if groups is None or whole else [groups[i] for i in rows],
         )
     classes = _classes(config.classes, arrays, default_classes, max_label)
-    return Raw(parts=parts, classes=classes, where=where)
+    info = {"skipped_files": len(skipped), "skipped": skipped[:20]} if skipped else {}
+    return Raw(parts=parts, classes=classes, where=where, info=info)
+
+
+def _finite_rows(images: np.ndarray, split: str, where: str, on_error: str) -> np.ndarray:
+    """Which images have only finite pixels; a NaN or infinite pixel is an error naming the image, or a skip.
+
+    Without this, min/max scaling to ``uint8`` turns an all-NaN image black and partly-NaN pixels to 0,
+    silently.
+    """
+    if images.dtype.kind not in "fc" or not len(images):
+        return np.ones(len(images), dtype=bool)
+    keep = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    if not keep.all() and on_error == "raise":
+        first = int(np.flatnonzero(~keep)[0])
+        raise DataError(
+            f"{where}: image {split}/{first} has NaN or infinite pixels ({int((~keep).sum())} of {len(images)} "
+            f"{split} images do); fix them, or set on_error: skip to leave them out"
+        )
+    return keep
 
 
 def _read(path: Path, where: str) -> dict[str, np.ndarray]:
@@ -102,7 +131,15 @@ def _read(path: Path, where: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise DataError(f"{where}: not a readable .npz file ({str(err)[:120]})") from None
+        reason = (
+            "not a zip archive" if isinstance(err, (zipfile.BadZipFile, ValueError)) else _first_line(err)
+        )
+        raise DataError(f"{where}: not a readable .npz file ({reason}); save it with numpy.savez") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text if len(text) <= 120 else text[:120].rsplit(" ", 1)[0] + " ..."
 
 
 def _labels(arrays: dict[str, np.ndarray], split: str, where: str) -> np.ndarray:

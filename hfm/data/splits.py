@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from hfm.data.content import content_fingerprint
+
 
 @dataclass
 class Subset:
@@ -58,6 +60,14 @@ class Subset:
             h.update(f"{example_id}\t{label}\n".encode())
         return h.hexdigest()
 
+    def content_fingerprint(self) -> str | None:
+        """Hash of the content of every image (see :mod:`hfm.data.content`); ``None`` when the reader has none.
+
+        Unlike :meth:`fingerprint` (which seeds the draws), it changes whenever a file's bytes change.
+        """
+        digests = getattr(self.reader, "content_digests", None)
+        return content_fingerprint(digests()) if callable(digests) else None  # None: digests unknown
+
 
 class _TakeReader:
     """Reads image ``j`` of a taken subset as image ``indices[j]`` of its parent (a class, so it pickles)."""
@@ -68,6 +78,12 @@ class _TakeReader:
 
     def __call__(self, j: int) -> Any:
         return self.reader(self.indices[j])
+
+    def content_digests(self) -> list[str] | None:
+        """The parent's content digests of the taken images; ``None`` when the parent reader has none."""
+        parent = getattr(self.reader, "content_digests", None)
+        digests = parent() if callable(parent) else None
+        return None if digests is None else [digests[i] for i in self.indices]
 
 
 @dataclass

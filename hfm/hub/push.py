@@ -17,7 +17,8 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from hfm import env
-from hfm.errors import HubError
+from hfm.adapter_check import verify_for_publishing
+from hfm.errors import HubError, TunerError
 from hfm.hub import _net
 from hfm.hub.cards import render_card
 from hfm.hub.folders import PLOT_NAME, Publication, inspect_folder
@@ -117,6 +118,10 @@ def push(
         HubError: A refused or failed push; the message says whether anything reached the Hub.
     """
     pub = inspect_folder(folder, preset=preset, k=k, seed=seed)
+    try:  # never publish what `hfm predict` would reject
+        verify_for_publishing(pub.adapter_dir)
+    except TunerError as err:
+        raise HubError(f"not publishing {pub.adapter_dir}: {err}") from None
     target = pub.recipe.get("hub") or {}
     if repo_id is None:
         repo_id = target.get("repo_id")
@@ -155,6 +160,11 @@ def push(
             return result
         if not token:
             raise HubError("no Hub token: run `hf auth login` or set HF_TOKEN, then push again")
+        if env.offline():
+            raise HubError(
+                f"{env.offline_variable() or 'HF_HUB_OFFLINE'} is set, so nothing can be pushed: unset it (or pass "
+                "--dry-run to check the push without the network)"
+            )
         _send(result, stage, token, attempts=attempts, backoff=backoff)
     return result
 

@@ -81,6 +81,14 @@ class AdaptedModel(nn.Module):
     frozen_backbone_mode: ClassVar[bool] = False
     ddp_find_unused: ClassVar[bool] = False
 
+    @classmethod
+    def check_backbone(cls, backbone: Backbone) -> None:
+        """Raise :class:`TunerError` if this tuner cannot adapt ``backbone`` (cheap: nothing is built).
+
+        The runner calls it for every preset before a sweep writes anything; tuners that fit any backbone
+        keep this default.
+        """
+
     def __init__(self, backbone: Backbone, num_classes: int, **params: Any) -> None:
         super().__init__()
         if int(num_classes) < 2:
@@ -178,6 +186,15 @@ class AdaptedModel(nn.Module):
             raise TunerError(
                 f"adapter weights do not fit this {self.tuner_name!r} model (missing {missing[:3]}, "
                 f"unexpected {unexpected[:3]}): was it saved by another tuner or backbone?"
+            )
+        own = self.state_to_save()
+        wrong = [name for name in sorted(expected) if tuple(state[name].shape) != tuple(own[name].shape)]
+        if wrong:
+            name = wrong[0]
+            raise TunerError(
+                f"adapter weights do not fit this {self.tuner_name!r} model: {name} has shape "
+                f"{tuple(state[name].shape)}, the model needs {tuple(own[name].shape)}; the adapter was saved "
+                "for another backbone or another number of classes"
             )
         result = self.load_state_dict(state, strict=False)
         if result.unexpected_keys:  # pragma: no cover - guarded above

@@ -121,6 +121,11 @@ class VptModel(AdaptedModel):
     default_lr = 5e-3
     frozen_backbone_mode = True
 
+    @classmethod
+    def check_backbone(cls, backbone: Any) -> None:
+        """Only the ViTs :func:`vit_parts` knows take prompts."""
+        vit_parts(backbone)
+
     def setup(self) -> None:
         self.backbone.requires_grad_(False)
         parts = vit_parts(self.backbone)

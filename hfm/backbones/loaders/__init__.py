@@ -89,7 +89,7 @@ def load_backbone(
         folder = Path(repo).expanduser()
         if not folder.is_dir():
             raise BackboneNotFoundError(f"local-dir: folder {folder} does not exist")
-        return build_from_folder(
+        return build_from_folder(  # marks its weights pristine
             folder,
             None,
             name=name_or_id,
@@ -179,6 +179,7 @@ def build_from_folder(
     backbone.eval()
     if device is not None or dtype is not None:
         backbone.to(device=device, dtype=dtype)
+    backbone.mark_pristine()
     return backbone
 
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hfm._fs import corrupt_weight_file
 from hfm.errors import BackboneLoadError
 
 if TYPE_CHECKING:
@@ -92,6 +93,12 @@ def weight_files(folder: Path, label: str, *, allow_pickle: bool = False) -> lis
     """
     files = sorted(folder.glob("*.safetensors"))
     if files:
+        broken = corrupt_weight_file(folder)
+        if broken is not None and broken.parent == folder:
+            raise BackboneLoadError(
+                f"{label}: weight file {broken} is truncated or corrupt: delete it and download it again "
+                f"(`hf download {label} --force-download` for a Hub model) or replace it"
+            )
         return files  # safetensors always win, whatever allow_pickle says
     pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
     if allow_pickle:
