@@ -87,6 +87,10 @@ def twin_commit(spec: BackboneSpec, repo_id: str | None = None) -> str:
         "std": list(spec.std),
         "twin": twin_overrides(spec),
     }
+    if spec.text_tower:  # only vision-language twins carry a text tower (other twins keep their commit)
+        from hfm.zeroshot.twins import TEXT_TWIN_BERT
+
+        recipe["text_tower"] = {**spec.text_tower, "bert": TEXT_TWIN_BERT}
     return hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -380,8 +384,15 @@ def _write_open_clip(spec: BackboneSpec, folder: Path) -> None:
             "interpolation": spec.interpolation,
         },
     }
-    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     state = {f"visual.{k}": v.contiguous() for k, v in visual.state_dict().items()}
+    if spec.text_tower:  # the entry's own text tower, shrunk; its text repo goes beside it in the cache
+        from hfm.zeroshot.twins import open_clip_text_twin
+
+        model_cfg["text_cfg"], text_state = open_clip_text_twin(
+            dict(spec.text_tower), folder.parent.parent, int(over["proj_dim"])
+        )
+        state.update(text_state)
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     save_file(state, str(folder / "open_clip_model.safetensors"))
 
 
