@@ -24,7 +24,8 @@ from hfm.data.registry import get_source, list_sources, parse_source
 from hfm.errors import ConfigError, TunerError
 from hfm.metrics import METRICS
 from hfm.policy import LoadPolicy
-from hfm.sweep import Shot, sort_shots
+from hfm.sweep import Shot, grid, sort_shots
+from hfm.zeroshot.prompts import PromptsBlock, resolve_file
 from hfm.tuners import is_known_tuner, list_tuners
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -141,7 +142,8 @@ class Recipe(_Strict):
         backbone: The backbone block (a plain string is taken as its ``name``).
         data: The data source block (``{"type": "npz", "path": ...}``); local paths are relative to the recipe.
         presets: Preset names, YAML paths or inline presets (one or several).
-        shots: Labelled examples per class, e.g. ``[1, 2, 4, 8, 16, "all"]``.
+        shots: Labelled examples per class, e.g. ``[1, 2, 4, 8, 16, "all"]``; ``0`` runs the presets whose
+            method needs no label (zero-shot).
         seeds: Episode (and training) seeds.
         allow_fewer: Allow classes with fewer than k training examples (use them all) instead of failing.
         training: Training settings for the tuners that train end to end (override preset defaults).
@@ -150,6 +152,7 @@ class Recipe(_Strict):
         output: Sweep folder (relative to the working directory); default ``runs/<name>``.
         hub: Optional Hub target the adapters are published to.
         embeddings: Batch size and workers of the embedding extraction.
+        prompts: Class prompts for methods that read text (zero-shot, text-init); see :mod:`hfm.zeroshot.prompts`.
     """
 
     name: str | None = None
@@ -167,6 +170,7 @@ class Recipe(_Strict):
     output: str | None = None
     hub: HubTarget | None = None
     embeddings: EmbeddingsBlock = Field(default_factory=EmbeddingsBlock)
+    prompts: PromptsBlock | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -203,8 +207,8 @@ class Recipe(_Strict):
     @classmethod
     def _positive_shots(cls, value: list[Shot]) -> list[Shot]:
         for k in value:
-            if k != "all" and (isinstance(k, bool) or k < 1):
-                raise ValueError(f"shots must be positive integers or 'all', got {k!r}")
+            if k != "all" and (isinstance(k, bool) or k < 0):
+                raise ValueError(f"shots must be non-negative integers or 'all' (0: zero-shot), got {k!r}")
         if len(set(value)) != len(value):
             raise ValueError("shots must not repeat")
         return sort_shots(value)
@@ -477,6 +481,8 @@ def parse(
     recipe.presets = resolved
     validate_training(recipe.training, source, "training")
     recipe.data = validate_source(_resolve_paths(recipe.data, base), source)
+    if recipe.prompts is not None:
+        recipe.prompts = resolve_file(recipe.prompts, base, source)
     return recipe
 
 
@@ -578,6 +584,9 @@ def check_presets(recipe: Recipe, source: str) -> None:
             get_method(preset.method.name)(**preset.method.params).check(tuner)
         except MethodError as err:
             raise ConfigError(f"{source}: presets.{i} ({preset.name}): method: {err}") from None
+    from hfm.zeroshot.checks import check_recipe
+
+    check_recipe(recipe, source)
 
 
 def check_data_paths(recipe: Recipe, source: str) -> None:
@@ -607,7 +616,13 @@ def check(path: str | Path) -> str:
     backbone = check_backbone(recipe.backbone, source)
     check_presets(recipe, source)
     check_data_paths(recipe, source)
-    n_runs = len(recipe.presets) * len(recipe.shots) * len(recipe.seeds)
+    from hfm.zeroshot.checks import label_free_presets
+
+    n_runs = len(
+        grid(
+            [p.name for p in recipe.resolved_presets], recipe.shots, recipe.seeds, label_free_presets(recipe)
+        )
+    )
     twin = " (twin)" if recipe.backbone.twin else ""
     names = ", ".join(p.name for p in recipe.resolved_presets)
     shots = ",".join(str(k) for k in recipe.shots)

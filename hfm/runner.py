@@ -40,6 +40,7 @@ from hfm.metrics import evaluate
 from hfm.recipes import Preset, Recipe
 from hfm.report import write_summary
 from hfm.sweep import RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
+from hfm.zeroshot.checks import label_free_presets
 
 __all__ = [
     "RUN_FILES",
@@ -159,6 +160,7 @@ class _Sweep:
         self._backbone: Any = None
         self._embeddings: CachedEmbeddings | None = None
         self._methods: dict[str, Method] = {}
+        self._text: Any = None
 
     # -- shared, loaded once ------------------------------------------------------------------------------
     @property
@@ -237,6 +239,17 @@ class _Sweep:
             )
         return self._embeddings
 
+    def text_head(self) -> Any:
+        """The class prompts' text head (methods that declare ``needs.text``), built once per sweep."""
+        if self._text is None:
+            from hfm.zeroshot.text import sweep_text_head
+
+            block = self.recipe.backbone
+            self._text = sweep_text_head(
+                self.backbone, self.recipe.prompts, self.splits.classes, block.policy
+            )
+        return self._text
+
     # -- one run ------------------------------------------------------------------------------------------
     def draw(self, k: Shot, seed: int) -> Draw:
         """The (preset-independent) draw: same k and seed give the same examples and pool for every preset."""
@@ -272,6 +285,7 @@ class _Sweep:
             resume=self.resume,
             progress=self.progress,
             embed=self.embeddings,
+            text=self.text_head,
         )
         return model, method.fit(model, ctx)
 
@@ -437,7 +451,7 @@ def run(
 
     sweep = _Sweep(loaded, out_dir, progress, resume)
     by_name = {p.name: p for p in sweep.presets}
-    runs_of = grid(list(by_name), loaded.shots, loaded.seeds)
+    runs_of = grid(list(by_name), loaded.shots, loaded.seeds, label_free_presets(loaded))
     result = SweepResult(out_dir=out_dir, summary={})
     todo = []
     for key in runs_of:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from hfm.methods.base import Method
 
 # Built-in method name -> module, imported only when asked for.
-_BUILTINS = {"supervised": "supervised"}
+_BUILTINS = {"supervised": "supervised", "zero-shot": "zeroshot", "text-init": "zeroshot"}
 _REGISTRY: dict[str, type[Method]] = {}
 _builtins_loaded = False
 

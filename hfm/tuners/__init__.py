@@ -33,6 +33,7 @@ _BUILTINS = {
     "vpt": "vpt",
     "full": "full",
     "bitfit": "bitfit",
+    "text-probe": "text_probe",
 }
 _REGISTRY: dict[str, type[AdaptedModel]] = {}
 _builtins_loaded = False

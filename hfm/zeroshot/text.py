@@ -187,9 +187,7 @@ def _open_clip_text(folder: Path, backbone: Backbone, policy: LoadPolicy) -> Tex
     prefix = "text." if any(k.startswith("text.") for k in state) else ""
     skip = ("visual.", "logit_scale", "logit_bias")
     text_state = {
-        k[len(prefix) :]: v
-        for k, v in state.items()
-        if k.startswith(prefix) and not k.startswith(skip)
+        k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and not k.startswith(skip)
     }
     missing, unexpected = text.load_state_dict(text_state, strict=False)
     # transformers registers position ids as buffers that some checkpoints omit.
@@ -317,3 +315,19 @@ def build_text_head(tower: TextTower, prompts: dict[str, list[str]]) -> TextHead
         prompts={c: list(ps) for c, ps in prompts.items()},
         fingerprint=fingerprint(prompts),
     )
+
+
+def sweep_text_head(backbone: Backbone, block: Any, classes: Sequence[str], policy: LoadPolicy) -> TextHead:
+    """The text head of a sweep: the recipe's prompts per class through the backbone's text tower (built once).
+
+    Raises:
+        ConfigError: No prompts block, a class without prompts, a prompt longer than the context.
+        NoTextTowerError: The backbone has no text tower.
+    """
+    from hfm.zeroshot.prompts import class_prompts
+
+    if block is None:
+        raise ConfigError("zero-shot and text-init presets need the recipe's prompts block")
+    prompts = class_prompts(block, classes)  # a class without prompts fails before the tower loads
+    tower = load_text_tower(backbone, policy)
+    return build_text_head(tower, prompts)
