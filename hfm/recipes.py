@@ -25,8 +25,8 @@ from hfm.errors import ConfigError, TunerError
 from hfm.metrics import METRICS
 from hfm.policy import LoadPolicy
 from hfm.sweep import Shot, grid, sort_shots
-from hfm.zeroshot.prompts import PromptsBlock, resolve_file
 from hfm.tuners import is_known_tuner, list_tuners
+from hfm.zeroshot.prompts import PromptsBlock, resolve_file
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ADAPTERS = PACKAGE_ROOT.parent / "adapters"

@@ -81,19 +81,25 @@ class TextProbeModel(AdaptedModel):
         nn.init.zeros_(head.bias)
         return head
 
+    @property
+    def linear(self) -> nn.Linear:
+        """The head, typed as the linear layer it is."""
+        assert isinstance(self.head, nn.Linear)
+        return self.head
+
     def set_text_head(self, text: TextHead) -> None:
         """Make the head (and the prior it is pulled toward) the zero-shot classifier of ``text``."""
         weight = text.logit_scale * text.weight.float()
-        if tuple(weight.shape) != tuple(self.head.weight.shape):
+        if tuple(weight.shape) != tuple(self.linear.weight.shape):
             raise TunerError(
-                f"text head is {tuple(weight.shape)}, the model's head {tuple(self.head.weight.shape)}: "
+                f"text head is {tuple(weight.shape)}, the model's head {tuple(self.linear.weight.shape)}: "
                 "the prompts' classes or the text tower do not fit this backbone"
             )
         with torch.no_grad():
             self.prior_weight.copy_(weight)
             self.prior_bias.fill_(float(text.logit_bias))
-            self.head.weight.copy_(weight)
-            self.head.bias.fill_(float(text.logit_bias))
+            self.linear.weight.copy_(weight)
+            self.linear.bias.fill_(float(text.logit_bias))
         self.text_info = text.to_dict()
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -143,8 +149,8 @@ class TextProbeModel(AdaptedModel):
         scores: dict[str, float | None] = {}
         for l2 in candidates:
             with torch.no_grad():  # every strength starts from the prior (the text head, or zero)
-                self.head.weight.copy_(self.prior_weight)
-                self.head.bias.copy_(self.prior_bias)
+                self.linear.weight.copy_(self.prior_weight)
+                self.linear.bias.copy_(self.prior_bias)
             if math.isfinite(l2):
                 self._lbfgs(x, y, l2)
             metric = value()
@@ -163,7 +169,7 @@ class TextProbeModel(AdaptedModel):
         return self.fit_info
 
     def _lbfgs(self, x: torch.Tensor, y: torch.Tensor, l2: float) -> None:
-        head = self.head
+        head = self.linear
         params = [head.weight, head.bias]
         optimizer = torch.optim.LBFGS(
             params,

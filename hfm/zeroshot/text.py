@@ -287,7 +287,7 @@ class TextHead:
         return {
             "prompts": self.prompts,
             "fingerprint": self.fingerprint,
-            "ensemble": "mean of L2-normalised prompt embeddings per class, renormalised",
+            "ensemble": "mean of the L2-normalised prompt embeddings, renormalised",
             "logit_scale": self.logit_scale,
             "logit_bias": self.logit_bias,
         }

@@ -33,11 +33,56 @@ TEXT_TWIN_BERT: dict[str, Any] = {
 TEXT_TWIN_CONTEXT = 32
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Whole words common in medical prompts; anything else falls back to single characters.
-_WORDS = (
-    "a an the of with without and or in on this is photo image images scan showing shows breast ultrasound "
-    "lesion mass tumor tumour benign malignant normal cancer cancerous healthy tissue cell cells blood chest "
-    "x-ray xray ct mri slide histology pathology retina fundus skin no sign signs"
-).split()
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "with",
+    "without",
+    "and",
+    "or",
+    "in",
+    "on",
+    "this",
+    "is",
+    "photo",
+    "image",
+    "images",
+    "scan",
+    "showing",
+    "shows",
+    "breast",
+    "ultrasound",
+    "lesion",
+    "mass",
+    "tumor",
+    "tumour",
+    "benign",
+    "malignant",
+    "normal",
+    "cancer",
+    "cancerous",
+    "healthy",
+    "tissue",
+    "cell",
+    "cells",
+    "blood",
+    "chest",
+    "x-ray",
+    "xray",
+    "ct",
+    "mri",
+    "slide",
+    "histology",
+    "pathology",
+    "retina",
+    "fundus",
+    "skin",
+    "no",
+    "sign",
+    "signs",
+]
 
 
 def _vocab() -> list[str]:
@@ -46,7 +91,7 @@ def _vocab() -> list[str]:
 
 
 def _commit(repo: str, recipe: dict[str, Any]) -> str:
-    text = json.dumps({"repo": repo, "format": 1, **recipe}, sort_keys=True)
+    text = json.dumps({"repo": repo, "format": 2, **recipe}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -69,9 +114,10 @@ def write_text_repo(repo: str, cache_dir: Path) -> Path:
             core.normalizer = normalizers.BertNormalizer(lowercase=True)
             core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
             core.post_processor = processors.BertProcessing(("[SEP]", ids["[SEP]"]), ("[CLS]", ids["[CLS]"]))
-            fast = transformers.BertTokenizerFast(tokenizer_object=core, do_lower_case=True)
+            fast = transformers.BertTokenizer(tokenizer_object=core, do_lower_case=True)
             fast.model_max_length = TEXT_TWIN_CONTEXT
             fast.save_pretrained(str(tmp))
+            (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")  # as BERT repos ship it
             config = transformers.BertConfig(vocab_size=len(vocab), pad_token_id=0, **TEXT_TWIN_BERT)
             config.save_pretrained(str(tmp))  # configs only: the CLIP checkpoint holds the text weights
             (tmp / ".hfm_twin_complete").write_text(f"twin of {repo}\n")
