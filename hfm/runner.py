@@ -463,6 +463,8 @@ def run(
     if todo:
         sweep.splits  # noqa: B018 - data and backbone errors stop the sweep before any run starts
         sweep.backbone  # noqa: B018
+        if any(sweep.method(p).needs.text for p in sweep.presets):
+            sweep.text_head()  # prompt and text-tower errors too
     bar = tqdm(todo, desc=f"sweep {loaded.name}", unit="run", disable=not progress)
     for key in bar:
         name = key.name
