@@ -88,9 +88,9 @@ def twin_commit(spec: BackboneSpec, repo_id: str | None = None) -> str:
         "twin": twin_overrides(spec),
     }
     if spec.text_tower:  # only vision-language twins carry a text tower (other twins keep their commit)
-        from hfm.zeroshot.twins import TEXT_TWIN_BERT
+        from hfm.zeroshot.twins import TEXT_TWIN_BERT, TEXT_TWIN_FORMAT
 
-        recipe["text_tower"] = {**spec.text_tower, "bert": TEXT_TWIN_BERT}
+        recipe["text_tower"] = {**spec.text_tower, "bert": TEXT_TWIN_BERT, "format": TEXT_TWIN_FORMAT}
     return hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -313,6 +313,11 @@ def _write_transformers(spec: BackboneSpec, folder: Path) -> None:
         model: nn.Module = transformers.SamModel(config)  # type: ignore[arg-type]
         spread_tiny_weights(model)
         size = int(over["vision_config"]["image_size"])
+    elif spec.text_tower.get("library") == "transformers":  # a whole SigLIP, as the real repo: both towers
+        from hfm.zeroshot.twins import siglip_twin_model
+
+        model = siglip_twin_model(over, folder)
+        size = int(over.get("image_size", 32))
     else:
         try:
             config = transformers.AutoConfig.for_model(spec.architecture, **over)

@@ -222,12 +222,19 @@ def _transformers_text(folder: Path, label: str, policy: LoadPolicy) -> TextTowe
         raise no_text_tower(label)
     cls = getattr(transformers, TRANSFORMERS_TEXT_MODELS[model_type])
     pickled = is_pickled(weight_files(folder, label, allow_pickle=policy.allow_pickle))
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
     try:
         model = cls.from_pretrained(str(folder), use_safetensors=not pickled, weights_only=True)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BackboneLoadError(f"{label}: transformers could not load the text tower: {first}") from err
+        raise BackboneLoadError(
+            f"{label}: transformers could not load the text tower or its tokenizer from {folder}: {first}"
+        ) from err
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     model.vision_model = None  # the image tower is the backbone's; keep one copy in memory
     context = int(model.config.text_config.max_position_embeddings)
     siglip = model_type == "siglip"

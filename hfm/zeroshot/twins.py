@@ -31,6 +31,8 @@ TEXT_TWIN_BERT: dict[str, Any] = {
     "initializer_range": 0.5,
 }
 TEXT_TWIN_CONTEXT = 32
+TEXT_TWIN_FORMAT = 2  # bump when a text twin's files change, so cached twins are rewritten
+SIGLIP_TWIN_CONTEXT = 32
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Whole words common in medical prompts; anything else falls back to single characters.
 _WORDS = [
@@ -73,6 +75,9 @@ _WORDS = [
     "xray",
     "ct",
     "mri",
+    "pneumonia",
+    "radiograph",
+    "lung",
     "slide",
     "histology",
     "pathology",
@@ -167,3 +172,51 @@ def open_clip_text_twin(
     state = {f"{prefix}{k}": v.contiguous() for k, v in text.state_dict().items()}
     state["logit_scale"] = torch.tensor(math.log(1 / 0.07))
     return text_cfg, state
+
+
+def siglip_twin_model(vision: dict[str, Any], folder: Path) -> torch.nn.Module:
+    """A tiny full ``SiglipModel`` (image and text towers) and its locally built tokenizer, written to ``folder``.
+
+    The real MedSigLIP repository is a whole SigLIP checkpoint with its tokenizer; the image backbone loads its
+    vision tower (``SiglipVisionModel``) and the text tower loads the whole model, so the twin has both too.
+    The tokenizer is a WordPiece vocabulary built here (no SentencePiece model to download), appending ``</s>``
+    as SigLIP's does; the caller saves the model.
+    """
+    import transformers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = ["<pad>", "<unk>", "</s>", *[t for t in _vocab() if not t.startswith("[")]]
+    ids = {token: i for i, token in enumerate(vocab)}
+    core = Tokenizer(models.WordPiece(vocab=ids, unk_token="<unk>", max_input_chars_per_word=100))
+    core.normalizer = normalizers.BertNormalizer(lowercase=True)
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", ids["</s>"])]
+    )
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", eos_token="</s>"
+    )
+    tokenizer.model_max_length = SIGLIP_TWIN_CONTEXT
+    tokenizer.save_pretrained(str(folder))
+    text = {
+        "vocab_size": len(vocab),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": SIGLIP_TWIN_CONTEXT,
+        "projection_size": int(vision.get("hidden_size", 64)),
+        "pad_token_id": ids["<pad>"],
+        "eos_token_id": ids["</s>"],
+    }
+    config = transformers.SiglipConfig(text_config=text, vision_config=vision)
+    model = transformers.SiglipModel(config)
+    with torch.no_grad():
+        # SigLIP's own starting temperature and bias (Zhai et al. 2023): t' = log 10, b = -10.
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-10.0)
+        # A small init gives every prompt nearly the same pooled (last, padded) token; a trained model does not.
+        for param in model.text_model.parameters():
+            if param.ndim >= 2:
+                param.normal_(0.0, 0.5)
+    return model

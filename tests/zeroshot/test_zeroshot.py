@@ -264,3 +264,22 @@ def test_zero_shot_adapter_predicts_and_its_card_lists_the_prompts(sweep: Path) 
     images = torch.stack([adapter.backbone.transform(splits.test.image(i)) for i in range(len(splits.test))])
     _, _, proba = read_predictions(folder / "predictions.csv")
     np.testing.assert_allclose(adapter.predict_proba(images).numpy(), proba, atol=1e-5)
+
+
+def test_medsiglip_text_tower_loads_with_siglip_model_and_its_bias(tmp_path: Path, monkeypatch) -> None:
+    """The MedSigLIP twin is a whole SigLIP checkpoint: the image backbone reads its vision tower, the text tower
+    the rest; SigLIP's bias joins the logit scale, each applied once."""
+    import transformers
+
+    monkeypatch.setenv("HFM_CACHE", str(tmp_path))
+    backbone = hfm.load_backbone("multimodal/medsiglip", twin=True)
+    tower = load_text_tower(backbone)
+    assert isinstance(tower.module, transformers.SiglipModel) and tower.library == "transformers"
+    assert tower.logit_scale == pytest.approx(10.0) and tower.logit_bias == pytest.approx(-10.0)
+    ids = tower.tokenize(["a chest x-ray"])
+    assert ids.shape == (1, tower.context_length)  # SigLIP reads text padded to its whole context
+    head = build_text_head(tower, {"normal": ["a normal chest x-ray"], "pneumonia": ["pneumonia", "lung"]})
+    images = torch.rand(2, 3, backbone.spec.input_size, backbone.spec.input_size)
+    with torch.no_grad():
+        cos = F.normalize(backbone(images), dim=-1) @ head.weight.T
+        torch.testing.assert_close(head.logits(backbone(images)), 10.0 * cos - 10.0)
