@@ -141,15 +141,11 @@ def _resolve_repo(repo: str, backbone: Backbone) -> Path:
 
 
 def _open_clip_text(folder: Path, backbone: Backbone, policy: LoadPolicy) -> TextTower:
-    from hfm.backbones.loaders.clip_loader import read_clip_config, read_open_clip_state
+    from hfm.backbones.loaders.clip_loader import _open_clip_model, read_clip_config, read_open_clip_state
 
-    try:
-        from open_clip.model import _build_text_tower
-        from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
-    except ImportError:
-        raise BackboneLoadError(
-            "open_clip text towers need the open_clip_torch package: pip install 'hfm-hub[clip]'"
-        ) from None
+    _build_text_tower = _open_clip_model()._build_text_tower  # one-line error when open_clip is missing
+    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+
     label = backbone.spec.name
     model_cfg, _ = read_clip_config(folder)
     text_cfg = dict(model_cfg.get("text_cfg") or {})
@@ -227,7 +223,7 @@ def _transformers_text(folder: Path, label: str, policy: LoadPolicy) -> TextTowe
     try:
         model = cls.from_pretrained(str(folder), use_safetensors=not pickled, weights_only=True)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as err:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise BackboneLoadError(
             f"{label}: transformers could not load the text tower or its tokenizer from {folder}: {first}"

@@ -27,11 +27,9 @@ TEXT_TWIN_BERT: dict[str, Any] = {
     "num_attention_heads": 2,
     "intermediate_size": 64,
     "max_position_embeddings": 32,
-    # BERT's 0.02 init makes every prompt's CLS state nearly the same; a trained model's is not.
-    "initializer_range": 0.5,
 }
 TEXT_TWIN_CONTEXT = 32
-TEXT_TWIN_FORMAT = 2  # bump when a text twin's files change, so cached twins are rewritten
+TEXT_TWIN_FORMAT = 3  # bump when a text twin's files change, so cached twins are rewritten
 SIGLIP_TWIN_CONTEXT = 32
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Whole words common in medical prompts; anything else falls back to single characters.
@@ -96,7 +94,7 @@ def _vocab() -> list[str]:
 
 
 def _commit(repo: str, recipe: dict[str, Any]) -> str:
-    text = json.dumps({"repo": repo, "format": 2, **recipe}, sort_keys=True)
+    text = json.dumps({"repo": repo, "format": TEXT_TWIN_FORMAT, **recipe}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -141,6 +139,21 @@ def write_text_repo(repo: str, cache_dir: Path) -> Path:
     return snapshot
 
 
+def spread_text_weights(text: torch.nn.Module, std: float = 0.5) -> None:
+    """Give a random text tower weights under which different words give different pooled states.
+
+    With BERT's 0.02 init every prompt's CLS state is nearly the same, and with a uniformly large init the
+    attention saturates on the CLS token itself; a trained model does neither. Queries and keys stay small
+    (attention spreads over the prompt) and every other matrix gets ``std``, so the CLS state mixes the words.
+    """
+    with torch.no_grad():
+        for name, param in text.named_parameters():
+            if param.ndim >= 2 and not any(
+                k in name for k in ("query", "key", "q_proj", "k_proj", "position")
+            ):
+                param.normal_(0.0, std)
+
+
 def open_clip_text_twin(
     text_tower: dict[str, Any], cache_dir: Path, embed_dim: int
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -168,6 +181,7 @@ def open_clip_text_twin(
         text_cfg.update(vocab_size=49408, width=32, heads=2, layers=1)
         build_cfg = dict(text_cfg)
     text = _build_text_tower(embed_dim, build_cfg)
+    spread_text_weights(text)
     prefix = "text." if repo else ""
     state = {f"{prefix}{k}": v.contiguous() for k, v in text.state_dict().items()}
     state["logit_scale"] = torch.tensor(math.log(1 / 0.07))
@@ -215,8 +229,5 @@ def siglip_twin_model(vision: dict[str, Any], folder: Path) -> torch.nn.Module:
         # SigLIP's own starting temperature and bias (Zhai et al. 2023): t' = log 10, b = -10.
         model.logit_scale.fill_(math.log(10.0))
         model.logit_bias.fill_(-10.0)
-        # A small init gives every prompt nearly the same pooled (last, padded) token; a trained model does not.
-        for param in model.text_model.parameters():
-            if param.ndim >= 2:
-                param.normal_(0.0, 0.5)
+    spread_text_weights(model.text_model)
     return model
