@@ -117,7 +117,9 @@ def write_text_repo(repo: str, cache_dir: Path) -> Path:
             core.normalizer = normalizers.BertNormalizer(lowercase=True)
             core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
             core.post_processor = processors.BertProcessing(("[SEP]", ids["[SEP]"]), ("[CLS]", ids["[CLS]"]))
-            fast = transformers.BertTokenizer(tokenizer_object=core, do_lower_case=True)
+            # transformers 5: BertTokenizer is tokenizers-backed; 4.x: BertTokenizerFast.
+            bert = getattr(transformers, "BertTokenizerFast", transformers.BertTokenizer)
+            fast = bert(tokenizer_object=core, do_lower_case=True)
             fast.model_max_length = TEXT_TWIN_CONTEXT
             fast.save_pretrained(str(tmp))
             (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")  # as BERT repos ship it
