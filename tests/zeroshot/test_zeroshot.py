@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hub.conftest import hub_server  # noqa: F401  (the local Hub server fixture)
 
 import hfm
 from hfm import recipes
@@ -283,3 +284,16 @@ def test_medsiglip_text_tower_loads_with_siglip_model_and_its_bias(tmp_path: Pat
     with torch.no_grad():
         cos = F.normalize(backbone(images), dim=-1) @ head.weight.T
         torch.testing.assert_close(head.logits(backbone(images)), 10.0 * cos - 10.0)
+
+
+def test_zero_shot_adapter_publishes_with_its_card(sweep: Path, hub_server) -> None:  # noqa: F811
+    from hfm.hub.push import push
+
+    folder = sweep / "zero-shot/text/k0/seed0/adapter"
+    push(folder, "lab/zero-shot")
+    files = hub_server.files("lab/zero-shot")
+    card = files["README.md"].decode()
+    assert "A zero-shot `text-probe` adapter" in card and '"a round blob on a plain background"' in card
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    remote, local = hfm.load_adapter("lab/zero-shot"), hfm.load_adapter(folder)
+    torch.testing.assert_close(remote.predict_proba(images), local.predict_proba(images), rtol=0, atol=0)
