@@ -126,6 +126,30 @@ def resolve_snapshot(
         return snapshot
 
 
+def resolve_files(
+    repo_id: str,
+    patterns: list[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    name: str | None = None,
+) -> Snapshot:
+    """A snapshot holding only the files matching ``patterns`` (e.g. a text tower's config and tokenizer files).
+
+    Same cache, offline rules and one-line errors as :func:`resolve_snapshot`, without its weight patterns.
+    """
+    return _resolve(
+        repo_id,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        patterns=patterns,
+        token=None,
+        name=name,
+    )
+
+
 def _resolve(
     repo_id: str,
     *,

@@ -30,6 +30,8 @@ from hfm.policy import LoadPolicy
 if TYPE_CHECKING:
     from hfm.backbones.base import Backbone
 
+# A text model's config and tokenizer files (SentencePiece models included); never its weights.
+TOKENIZER_PATTERNS = ("*.json", "*.txt", "*.model")
 # transformers model types whose checkpoint holds a text tower next to the image tower.
 TRANSFORMERS_TEXT_MODELS = {"siglip": "SiglipModel", "clip": "CLIPModel"}
 
@@ -119,6 +121,14 @@ def load_text_tower(backbone: Backbone, policy: LoadPolicy = LoadPolicy()) -> Te
     if (folder / "open_clip_config.json").is_file():
         return _open_clip_text(folder, backbone, policy)
     if backbone.family == "transformers" and (folder / "config.json").is_file():
+        if not backbone.is_twin and backbone.revision:
+            # The image snapshot fetched configs and weights only: add the tokenizer files of the same commit
+            # (SigLIP's is a SentencePiece ``*.model``).
+            from hfm.hub.download import resolve_files
+
+            folder = resolve_files(
+                backbone.spec.hub_id, list(TOKENIZER_PATTERNS), revision=backbone.revision, name=name
+            ).path
         return _transformers_text(folder, name, policy)
     raise no_text_tower(name)
 
@@ -130,14 +140,16 @@ def _resolve_repo(repo: str, backbone: Backbone) -> Path:
     A twin's text repo sits in the twin cache beside the twin; a real one is resolved in the Hugging Face cache
     (downloaded when online), configs and tokenizer files only.
     """
-    from hfm.hub.download import resolve_snapshot
+    from hfm.hub.download import resolve_files
 
     local = Path(repo).expanduser()
     if local.is_dir():
         return local
     source = Path(backbone.source_path or ".")
     cache = source.parents[2] if backbone.is_twin else None
-    return resolve_snapshot(repo, cache_dir=cache, local_files_only=backbone.is_twin, name=repo).path
+    return resolve_files(
+        repo, list(TOKENIZER_PATTERNS), cache_dir=cache, local_files_only=backbone.is_twin, name=repo
+    ).path
 
 
 def _open_clip_text(folder: Path, backbone: Backbone, policy: LoadPolicy) -> TextTower:

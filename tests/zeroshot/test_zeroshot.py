@@ -297,3 +297,22 @@ def test_zero_shot_adapter_publishes_with_its_card(sweep: Path, hub_server) -> N
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     remote, local = hfm.load_adapter("lab/zero-shot"), hfm.load_adapter(folder)
     torch.testing.assert_close(remote.predict_proba(images), local.predict_proba(images), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("entry", "name"),
+    [("multimodal/biomedclip", "hf-hub:acme/clip"), ("multimodal/medsiglip", "acme/siglip")],
+)
+def test_text_tower_of_a_real_model_from_a_prepopulated_cache(entry: str, name: str) -> None:
+    """Not a twin: the image snapshot and (BiomedCLIP) its text repo come from the Hugging Face cache, offline."""
+    import os
+
+    from hfm.backbones.catalog import get_spec
+    from hfm.backbones.twins import write_twin
+
+    write_twin(get_spec(entry), Path(os.environ["HF_HUB_CACHE"]), repo_id=name.removeprefix("hf-hub:"))
+    backbone = hfm.load_backbone(name)
+    assert not backbone.is_twin
+    tower = load_text_tower(backbone)
+    head = build_text_head(tower, {"a": ["a benign lesion"], "b": ["a malignant lesion"]})
+    assert head.weight.shape == (2, backbone.spec.embed_dim)
