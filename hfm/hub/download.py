@@ -104,15 +104,10 @@ def resolve_snapshot(
     revision = policy.revision
 
     def fetch(rev: str | None, files: list[str]) -> Snapshot:
-        return _resolve(
-            repo_id,
-            revision=rev,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            patterns=files,
-            token=token,
+        return resolve_files(
+            repo_id, files, revision=rev, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
             name=name,
-        )
+        )  # fmt: skip
 
     snapshot = fetch(revision, patterns)
     if not policy.allow_pickle or any(snapshot.path.glob("*.safetensors")):
@@ -133,6 +128,7 @@ def resolve_files(
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     local_files_only: bool = False,
+    token: str | bool | None = None,
     name: str | None = None,
 ) -> Snapshot:
     """A snapshot holding only the files matching ``patterns`` (e.g. a text tower's config and tokenizer files).
@@ -145,7 +141,7 @@ def resolve_files(
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         patterns=patterns,
-        token=None,
+        token=token,
         name=name,
     )
 
