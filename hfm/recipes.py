@@ -24,8 +24,9 @@ from hfm.data.registry import get_source, list_sources, parse_source
 from hfm.errors import ConfigError, TunerError
 from hfm.metrics import METRICS
 from hfm.policy import LoadPolicy
-from hfm.sweep import Shot, sort_shots
+from hfm.sweep import Shot, grid, sort_shots
 from hfm.tuners import is_known_tuner, list_tuners
+from hfm.zeroshot.prompts import PromptsBlock, resolve_file
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ADAPTERS = PACKAGE_ROOT.parent / "adapters"
@@ -152,7 +153,8 @@ class Recipe(_Strict):
         backbone: The backbone block (a plain string is taken as its ``name``).
         data: The data source block (``{"type": "npz", "path": ...}``); local paths are relative to the recipe.
         presets: Preset names, YAML paths or inline presets (one or several).
-        shots: Labelled examples per class, e.g. ``[1, 2, 4, 8, 16, "all"]``.
+        shots: Labelled examples per class, e.g. ``[1, 2, 4, 8, 16, "all"]``; ``0`` runs the presets whose
+            method needs no label (zero-shot).
         seeds: Episode (and training) seeds.
         allow_fewer: Allow classes with fewer than k training examples (use them all) instead of failing.
         training: Training settings for the tuners that train end to end (override preset defaults).
@@ -164,6 +166,7 @@ class Recipe(_Strict):
         unit: ``image`` (one label per image), or ``bag``: each group of the data block is a bag with one
             label, drawn k bags per class and learnt by a bag method (``method: mil``).
         bags: Where bag labels come from (``unit: bag``).
+        prompts: Class prompts for methods that read text (zero-shot, text-init); see :mod:`hfm.zeroshot.prompts`.
     """
 
     name: str | None = None
@@ -183,6 +186,7 @@ class Recipe(_Strict):
     embeddings: EmbeddingsBlock = Field(default_factory=EmbeddingsBlock)
     unit: Literal["image", "bag"] = "image"
     bags: BagsBlock = Field(default_factory=BagsBlock)
+    prompts: PromptsBlock | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -219,8 +223,8 @@ class Recipe(_Strict):
     @classmethod
     def _positive_shots(cls, value: list[Shot]) -> list[Shot]:
         for k in value:
-            if k != "all" and (isinstance(k, bool) or k < 1):
-                raise ValueError(f"shots must be positive integers or 'all', got {k!r}")
+            if k != "all" and (isinstance(k, bool) or k < 0):
+                raise ValueError(f"shots must be non-negative integers or 'all' (0: zero-shot), got {k!r}")
         if len(set(value)) != len(value):
             raise ValueError("shots must not repeat")
         return sort_shots(value)
@@ -508,6 +512,8 @@ def parse(
     recipe.data = validate_source(_resolve_paths(recipe.data, base), source)
     if recipe.bags.labels is not None and not Path(recipe.bags.labels).is_absolute():
         recipe.bags.labels = str((base / os.path.expanduser(recipe.bags.labels)).resolve())
+    if recipe.prompts is not None:
+        recipe.prompts = resolve_file(recipe.prompts, base, source)
     return recipe
 
 
@@ -625,6 +631,9 @@ def check_presets(recipe: Recipe, source: str) -> None:
                     else "use method mil for bags"
                 )
             )
+    from hfm.zeroshot.checks import check_recipe
+
+    check_recipe(recipe, source)
 
 
 def check_data_paths(recipe: Recipe, source: str) -> None:
@@ -654,7 +663,13 @@ def check(path: str | Path) -> str:
     backbone = check_backbone(recipe.backbone, source)
     check_presets(recipe, source)
     check_data_paths(recipe, source)
-    n_runs = len(recipe.presets) * len(recipe.shots) * len(recipe.seeds)
+    from hfm.zeroshot.checks import label_free_presets
+
+    n_runs = len(
+        grid(
+            [p.name for p in recipe.resolved_presets], recipe.shots, recipe.seeds, label_free_presets(recipe)
+        )
+    )
     twin = " (twin)" if recipe.backbone.twin else ""
     names = ", ".join(p.name for p in recipe.resolved_presets)
     shots = ",".join(str(k) for k in recipe.shots)

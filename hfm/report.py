@@ -119,7 +119,9 @@ def to_csv(summary: dict[str, Any]) -> str:
 def plot_label_efficiency(summary: dict[str, Any], path: Path, title: str = "") -> Path:
     """The primary metric against k: a line per preset (mean over seeds) with a ±1 std band over seeds.
 
-    k is placed on a log2 axis; ``all`` sits one step to the right of the largest numeric k.
+    k is placed on a log2 axis; ``all`` sits one step to the right of the largest numeric k and k = 0
+    (zero-shot) one step to the left of the smallest positive k. A preset run at k = 0 only is also drawn as a
+    dashed level across the plot, so the k where a few-shot curve overtakes zero-shot shows.
     """
     # A bare Figure draws off-screen without touching pyplot's backend or its global figure list, so a
     # notebook's own inline plots keep working after a sweep.
@@ -130,9 +132,10 @@ def plot_label_efficiency(summary: dict[str, Any], path: Path, title: str = "") 
     numeric = sorted({r["k"] for r in rows if r["k"] != "all"})
     top = max(numeric) if numeric else 1
     all_x = float(top) * 2
+    zero_x = min([float(k) for k in numeric if k != 0] or [1.0]) / 2
 
     def x_of(k: int | str) -> float:
-        return all_x if k == "all" else float(k)
+        return all_x if k == "all" else zero_x if k == 0 else float(k)
 
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     ax = fig.subplots()
@@ -146,7 +149,9 @@ def plot_label_efficiency(summary: dict[str, Any], path: Path, title: str = "") 
         std = np.array([r[primary]["std"] for r in mine])
         (line,) = ax.plot(xs, mean, marker="o", label=preset)
         ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    ticks = [float(k) for k in numeric] + ([all_x] if any(r["k"] == "all" for r in rows) else [])
+        if all(r["k"] == 0 for r in mine):
+            ax.axhline(float(mean[0]), color=line.get_color(), linestyle="--", linewidth=1)
+    ticks = [x_of(k) for k in numeric] + ([all_x] if any(r["k"] == "all" for r in rows) else [])
     labels = [str(k) for k in numeric] + (["all"] if len(ticks) > len(numeric) else [])
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks)

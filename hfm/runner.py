@@ -41,6 +41,7 @@ from hfm.metrics import evaluate
 from hfm.recipes import Preset, Recipe
 from hfm.report import write_summary
 from hfm.sweep import RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
+from hfm.zeroshot.checks import label_free_presets
 
 __all__ = [
     "RUN_FILES",
@@ -161,6 +162,7 @@ class _Sweep:
         self._embeddings: CachedEmbeddings | None = None
         self._methods: dict[str, Method] = {}
         self._bags: Any = None
+        self._text: Any = None
 
     # -- shared, loaded once ------------------------------------------------------------------------------
     @property
@@ -246,6 +248,17 @@ class _Sweep:
             )
         return self._embeddings
 
+    def text_head(self) -> Any:
+        """The class prompts' text head (methods that declare ``needs.text``), built once per sweep."""
+        if self._text is None:
+            from hfm.zeroshot.text import sweep_text_head
+
+            block = self.recipe.backbone
+            self._text = sweep_text_head(
+                self.backbone, self.recipe.prompts, self.splits.classes, block.policy
+            )
+        return self._text
+
     # -- one run ------------------------------------------------------------------------------------------
     def draw(self, k: Shot, seed: int) -> Draw:
         """The (preset-independent) draw: same k and seed give the same examples and pool for every preset.
@@ -289,6 +302,7 @@ class _Sweep:
             resume=self.resume,
             progress=self.progress,
             embed=self.embeddings,
+            text=self.text_head,
         )
         return model, method.fit(model, ctx)
 
@@ -480,7 +494,7 @@ def _sweep(
 
     sweep = _Sweep(loaded, out_dir, progress, resume)
     by_name = {p.name: p for p in sweep.presets}
-    runs_of = grid(list(by_name), loaded.shots, loaded.seeds)
+    runs_of = grid(list(by_name), loaded.shots, loaded.seeds, label_free_presets(loaded))
     result = SweepResult(out_dir=out_dir, summary={})
     todo = []
     for key in runs_of:
@@ -498,6 +512,8 @@ def _sweep(
 
         for preset in sweep.presets:  # a tuner that cannot adapt this backbone stops the sweep before any run
             get_tuner(preset.tuner).check_backbone(sweep.backbone)
+        if any(sweep.method(p).needs.text for p in sweep.presets):
+            sweep.text_head()  # prompt and text-tower errors too
     if resume:  # finished runs are reused only when made from this data, backbone and preset
         sweep_state.check_resume(out_dir, [(key, sweep.provenance(by_name[key.preset])) for key in runs_of])
     folder_recipe = sweep_state.merged_recipe(loaded, sweep_state.read_folder_recipe(out_dir))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -90,9 +90,21 @@ class RunKey:
         return out_dir / FAILURES / f"{self.preset.replace('/', '__')}__k{self.k}__seed{self.seed}.txt"
 
 
-def grid(presets: Sequence[str], shots: Sequence[Shot], seeds: Sequence[int]) -> list[RunKey]:
-    """Every run of a sweep in execution order: preset by preset, then k ascending, then seed."""
-    return [RunKey(p, k, s) for p in presets for k in sort_shots(shots) for s in seeds]
+def grid(
+    presets: Sequence[str], shots: Sequence[Shot], seeds: Sequence[int], label_free: Collection[str] = ()
+) -> list[RunKey]:
+    """Every run of a sweep in execution order: preset by preset, then k ascending, then seed.
+
+    A preset in ``label_free`` (its method needs no label: zero-shot) runs at k = 0 only, and k = 0 runs only
+    those presets.
+    """
+    return [
+        RunKey(p, k, s)
+        for p in presets
+        for k in sort_shots(shots)
+        if (k == 0) == (p in label_free)
+        for s in seeds
+    ]
 
 
 def run_dir(out_dir: Path, preset: str, k: Shot, seed: int) -> Path:

@@ -15,6 +15,8 @@ import hfm
 from hfm import recipes
 from hfm.errors import ConfigError
 from hfm.runner import RUN_FILES, read_predictions, run, run_dir
+from hfm.sweep import grid
+from hfm.zeroshot.checks import label_free_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = sorted((ROOT / "recipes" / "smoke").glob("*.yaml"))
@@ -210,7 +212,8 @@ def test_every_smoke_recipe_runs(path: Path, tmp_path: Path, request: pytest.Fix
     result = run(path, out=tmp_path / "out", progress=False, verbose=False)
     assert result.ok, result.failed
     loaded = recipes.load(path)
-    expected = len(loaded.presets) * len(loaded.shots) * len(loaded.seeds)
+    free = label_free_presets(loaded)  # zero-shot presets run at k = 0 only, the others at k >= 1 only
+    expected = len(grid([p.name for p in loaded.resolved_presets], loaded.shots, loaded.seeds, free))
     assert len(result.finished) == expected
     assert (tmp_path / "out" / "summary.md").is_file() and (
         tmp_path / "out" / "label_efficiency.png"

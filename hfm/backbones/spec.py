@@ -69,6 +69,9 @@ class BackboneSpec:
             ``hfm backbones show``; empty values are not allowed.
         description: One line on what the model is.
         twin: Overrides that shrink the architecture for the twin (width, depth, heads, image size).
+        text_tower: For vision-language models, how their text tower loads (empty: image-only): ``library``
+            (``open_clip`` or ``transformers``) and the facts its twin copies (``hf_model_name`` of an
+            open_clip Hugging Face text model, ``context_length``, ``hf_proj_type``, ``hf_pooler_type``).
     """
 
     name: str
@@ -99,6 +102,7 @@ class BackboneSpec:
     provenance: dict[str, str] = field(default_factory=dict)
     description: str = ""
     twin: dict[str, Any] = field(default_factory=dict)
+    text_tower: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.loader not in LOADERS:

@@ -88,6 +88,10 @@ def twin_commit(spec: BackboneSpec, repo_id: str | None = None) -> str:
         "std": list(spec.std),
         "twin": twin_overrides(spec),
     }
+    if spec.text_tower:  # only vision-language twins carry a text tower (other twins keep their commit)
+        from hfm.zeroshot.twins import TEXT_TWIN_BERT, TEXT_TWIN_FORMAT
+
+        recipe["text_tower"] = {**spec.text_tower, "bert": TEXT_TWIN_BERT, "format": TEXT_TWIN_FORMAT}
     return hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -327,6 +331,11 @@ def _write_transformers(spec: BackboneSpec, folder: Path) -> None:
         model: nn.Module = transformers.SamModel(config)  # type: ignore[arg-type]
         spread_tiny_weights(model)
         size = int(over["vision_config"]["image_size"])
+    elif spec.text_tower.get("library") == "transformers":  # a whole SigLIP, as the real repo: both towers
+        from hfm.zeroshot.twins import siglip_twin_model
+
+        model = siglip_twin_model(over, folder)
+        size = int(over.get("image_size", 32))
     else:
         try:
             config = transformers.AutoConfig.for_model(spec.architecture, **over)
@@ -398,8 +407,15 @@ def _write_open_clip(spec: BackboneSpec, folder: Path) -> None:
             "interpolation": spec.interpolation,
         },
     }
-    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     state = {f"visual.{k}": v.contiguous() for k, v in visual.state_dict().items()}
+    if spec.text_tower:  # the entry's own text tower, shrunk; its text repo goes beside it in the cache
+        from hfm.zeroshot.twins import open_clip_text_twin
+
+        model_cfg["text_cfg"], text_state = open_clip_text_twin(
+            dict(spec.text_tower), folder.parent.parent, int(over["proj_dim"])
+        )
+        state.update(text_state)
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     save_file(state, str(folder / "open_clip_model.safetensors"))
 
 

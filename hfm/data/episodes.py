@@ -185,8 +185,8 @@ def episode(
             exclude_groups = splits.heldout_groups()
         fingerprint = fingerprint or splits.fingerprint
         classes = classes or splits.classes
-    if k != "all" and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-        raise DataError(f"k must be a positive integer or 'all', got {k!r}")
+    if k != "all" and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0):
+        raise DataError(f"k must be a non-negative integer or 'all', got {k!r}")
     if group_key is not None and train.groups is None:
         raise DataError(f"group_key {group_key!r} given but the training split has no groups")
     fingerprint = fingerprint or train.fingerprint()
@@ -201,7 +201,7 @@ def episode(
         pool = np.flatnonzero((train.labels == label) & allowed)
         name = classes[label] if classes is not None else str(label)
         want = len(pool) if k == "all" else int(k)
-        if len(pool) < want or len(pool) == 0:
+        if want and (len(pool) < want or len(pool) == 0):  # k = 0 (zero-shot) labels nothing
             if not allow_fewer or len(pool) == 0:
                 note = f" after excluding {excluded} examples whose group is in val/test" if excluded else ""
                 raise DataError(

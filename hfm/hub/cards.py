@@ -321,7 +321,7 @@ def card_parts(
     recipe_text = redact_paths(recipe_text)[0]  # the card shows no local paths, even before a push
     recipe_name = pub.config.get("recipe_name") or pub.recipe.get("name") or ""
     episode_files = [p for p in pub.extra_files if p.endswith("episode.json")]
-    k_text = f"{pub.k}-shot" if str(pub.k) != "all" else "all-label"
+    k_text = {"all": "all-label", "0": "zero-shot"}.get(str(pub.k), f"{pub.k}-shot")
     # "an 8-shot", "an 11-shot", "an 18-shot", "an all-label" (said aloud, these start with a vowel sound).
     article = "An" if k_text[0] in "a8" or str(pub.k) in ("11", "18") else "A"
     variables: dict[str, Any] = {
@@ -363,6 +363,7 @@ def card_parts(
         "repo_id": repo_id,
         "tuner": pub.tuner,
         "method": _method(pub),
+        "text_head": pub.config.get("text_head") or {},
         "usage_plain": _usage_plain(pub, repo_id),
         "versions": _versions(pub),
         "command": f"hfm run recipe.yaml  # recipe {recipe_name}" if recipe_name else "hfm run recipe.yaml",

@@ -104,15 +104,10 @@ def resolve_snapshot(
     revision = policy.revision
 
     def fetch(rev: str | None, files: list[str]) -> Snapshot:
-        return _resolve(
-            repo_id,
-            revision=rev,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            patterns=files,
-            token=token,
+        return resolve_files(
+            repo_id, files, revision=rev, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
             name=name,
-        )
+        )  # fmt: skip
 
     snapshot = fetch(revision, patterns)
     if not policy.allow_pickle or any(snapshot.path.glob("*.safetensors")):
@@ -124,6 +119,31 @@ def resolve_snapshot(
         # Offline with a cache that lacks the pickles: the loader then names the missing weights and the
         # command that fetches them, clearer than "not in the cache" for a snapshot that is there.
         return snapshot
+
+
+def resolve_files(
+    repo_id: str,
+    patterns: list[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    name: str | None = None,
+) -> Snapshot:
+    """A snapshot holding only the files matching ``patterns`` (e.g. a text tower's config and tokenizer files).
+
+    Same cache, offline rules and one-line errors as :func:`resolve_snapshot`, without its weight patterns.
+    """
+    return _resolve(
+        repo_id,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        patterns=patterns,
+        token=token,
+        name=name,
+    )
 
 
 def _resolve(

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from hfm.data.splits import Splits, Subset
     from hfm.train import Batch, Forward, TrainConfig
     from hfm.tuners.base import AdaptedModel
+    from hfm.zeroshot.text import TextHead
 
 
 @dataclasses.dataclass
@@ -51,13 +52,17 @@ class Needs:
             ``"images"``: always images through the tuner's model (FixMatch, pseudo-labelling).
         pool: Uses the draw's unlabelled pool; with cached inputs, the pool is embedded too.
         unit: ``"image"``, or ``"bag"`` for methods that learn from bags of instances (a bag draw).
-        labels: Needs labelled examples; ``False`` for methods that predict without any (zero-shot, k = 0).
+        labels: Needs labelled examples; ``False`` for methods that predict without any (zero-shot, k = 0):
+            such a method runs at k = 0 only, and k = 0 runs only such methods.
+        text: Needs the class text embeddings of the backbone's text tower and the recipe's prompts
+            (:meth:`RunContext.text_head`).
     """
 
     inputs: Literal["tuner", "embeddings", "images"] = "tuner"
     pool: bool = False
     unit: Literal["image", "bag"] = "image"
     labels: bool = True
+    text: bool = False
 
 
 @dataclasses.dataclass
@@ -129,6 +134,7 @@ class RunContext:
         resume: Continue from that checkpoint when there is one.
         progress: Show progress bars.
         embed: Returns the sweep's cached embeddings (extracted on first call).
+        text: Returns the sweep's zero-shot text head (class prompts through the text tower, built once).
     """
 
     splits: Splits
@@ -142,6 +148,13 @@ class RunContext:
     resume: bool = False
     progress: bool = True
     embed: Callable[[], CachedEmbeddings] | None = None
+    text: Callable[[], TextHead] | None = None
+
+    def text_head(self) -> TextHead:
+        """The class text embeddings built from the recipe's prompts (methods that declare ``needs.text``)."""
+        if self.text is None:
+            raise MethodError("this run has no text head; run the method through hfm.runner")
+        return self.text()
 
     def embeddings(self) -> CachedEmbeddings:
         """The sweep's cached embeddings (val, test and every labelled or, when declared, pool example)."""

@@ -34,6 +34,7 @@ _BUILTINS = {
     "full": "full",
     "bitfit": "bitfit",
     "mil": "mil",
+    "text-probe": "text_probe",
 }
 _TUNERS: Registry[type[AdaptedModel]] = Registry("tuner", "hfm.tuners", _BUILTINS, TunerError, "tuner_name")
 

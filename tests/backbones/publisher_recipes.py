@@ -331,10 +331,21 @@ def biomedclip(folder: Path, size: int) -> Embed:
     config = json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]
     vision = dict(config["vision_cfg"])
     trunk = vision.pop("hfm_trunk_kwargs", {})
+    text = dict(config["text_cfg"])
+    clip = open_clip.CLIP
+    if text.get("hf_model_name"):
+        # A Hugging Face text model (BiomedBERT): create_model_from_pretrained builds a CustomTextCLIP and reads
+        # the text repo's config, which sits beside the snapshot in the same Hub-layout cache.
+        repo = folder.parents[2] / ("models--" + text["hf_model_name"].replace("/", "--"))
+        text.update(hf_model_name=str(next((repo / "snapshots").iterdir())), hf_model_pretrained=False)
+        clip = open_clip.CustomTextCLIP
     with _timm_trunk_kwargs(trunk):
-        model = open_clip.CLIP(config["embed_dim"], vision, config["text_cfg"]).eval()
+        model = clip(config["embed_dim"], vision, text).eval()
     state = load_file(str(folder / "open_clip_model.safetensors"))
-    model.visual.load_state_dict({k.removeprefix("visual."): v for k, v in state.items()})
+    if "logit_scale" in state:  # a whole CLIP checkpoint, loaded as open_clip loads it
+        model.load_state_dict(state)
+    else:
+        model.visual.load_state_dict({k.removeprefix("visual."): v for k, v in state.items()})
     preprocess = open_clip.image_transform(
         size, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD
     )
@@ -355,7 +366,8 @@ def medsiglip(folder: Path, size: int) -> Embed:
     def embed(image: Image.Image) -> torch.Tensor:
         with torch.no_grad():
             pixels = processor(images=image, return_tensors="pt")["pixel_values"]
-            return model(pixel_values=pixels).pooler_output
+            out = model.get_image_features(pixel_values=pixels)  # the whole SigLIP: image and text towers
+            return out if isinstance(out, torch.Tensor) else out.pooler_output
 
     return embed
 

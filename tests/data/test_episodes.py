@@ -83,8 +83,9 @@ PINNED = ["train/9", "train/12", "train/19", "train/10", "train/11", "train/14"]
 def test_k_all_and_bad_k() -> None:
     train = _subset([0, 0, 0, 1, 1])
     assert episode(train, "all", 0).counts == {0: 3, 1: 2}
-    for bad in (0, -1, 1.5, "three", True):
-        with pytest.raises(DataError, match="k must be a positive integer or 'all'"):
+    assert len(episode(train, 0, 0).indices) == 0  # k = 0 (zero-shot) labels nothing
+    for bad in (-1, 1.5, "three", True):
+        with pytest.raises(DataError, match="k must be a non-negative integer or 'all'"):
             episode(train, bad, 0)  # type: ignore[arg-type]
 
 

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tests.test_benchmarks_smoke import load
+from test_benchmarks_smoke import load
 
 
 @pytest.mark.slow

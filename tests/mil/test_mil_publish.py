@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from hub.conftest import HubServer
+from hub.conftest import hub_server as hub_server  # noqa: F401 - the fixture
 from PIL import Image
 
 from hfm.hub.push import push
 from hfm.mil.predict import predict_bag_files
 from hfm.runner import run
-from tests.hub.conftest import HubServer
-from tests.hub.conftest import hub_server as hub_server  # noqa: F401 - the fixture
-from tests.mil.conftest import bag_recipe, write_bag_npz
+from mil.conftest import bag_recipe, write_bag_npz
 
 
 def test_a_mil_adapter_pushes_pulls_and_predicts_a_bag(tmp_path: Path, hub_server: HubServer) -> None:  # noqa: F811

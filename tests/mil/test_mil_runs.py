@@ -17,7 +17,7 @@ from hfm.cli import cli, main
 from hfm.errors import ConfigError
 from hfm.hub.cards import render_card
 from hfm.runner import read_predictions, run, run_dir
-from tests.mil.conftest import bag_recipe, write_bag_npz
+from mil.conftest import bag_recipe, write_bag_npz
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Multimodal (image-text) backbones; hfm uses their image towers. Each entry cites where its facts come from."""
+"""Multimodal (image-text) backbones: image towers, and text towers for zero-shot. Each entry cites its facts."""
 
 from __future__ import annotations
 
@@ -41,6 +41,16 @@ SPECS: list[BackboneSpec] = [
             "open_clip_pytorch_model.bin only",
         },
         description="CLIP ViT-B/16 image tower trained on 15M PubMed Central figure-caption pairs (PMC-15M).",
+        # open_clip_config.json text_cfg: a PubMedBERT text model (hf_model_name and hf_tokenizer_name
+        # microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract), CLS of the last hidden state, MLP projection to
+        # 512, context 256.
+        text_tower={
+            "library": "open_clip",
+            "hf_model_name": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+            "hf_pooler_type": "cls_last_hidden_state_pooler",
+            "hf_proj_type": "mlp",
+            "context_length": 256,
+        },
     ),
     # Card (huggingface.co/google/medsiglip-448): transformers SigLIP (AutoModel), 448 px, SigLIP
     # normalisation 0.5/0.5; image embedding = image tower pooler (attention-pooling head), 1152-d;
@@ -71,5 +81,7 @@ SPECS: list[BackboneSpec] = [
         },
         description="SigLIP-400M image tower tuned on chest X-ray, CT, MRI, dermatology, ophthalmology and "
         "pathology image-text pairs.",
+        # Card: AutoModel (SiglipModel) + AutoTokenizer, text padded to max_length 64.
+        text_tower={"library": "transformers", "context_length": 64},
     ),
 ]

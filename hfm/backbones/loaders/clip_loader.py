@@ -71,6 +71,25 @@ def _open_clip_model() -> Any:
     return model
 
 
+def read_open_clip_state(folder: Path, label: str, policy: LoadPolicy = LoadPolicy()) -> dict[str, Any]:
+    """Every tensor of an open_clip checkpoint (image tower, text tower, logit scale) from ``folder``.
+
+    Pickled weights (one file, by open_clip's names) are read only when the policy allows them and the folder
+    has no safetensors.
+    """
+    from safetensors.torch import load_file
+
+    files = weight_files(folder, label, allow_pickle=policy.allow_pickle)
+    preferred = [f for name in _WEIGHT_NAMES for f in files if f.name == name] or files
+    state: dict[str, Any] = {}
+    if is_pickled(files):
+        state.update(load_pickled_state_dict(preferred_file(files, _PICKLE_NAMES), label))
+    else:
+        for file in preferred if len(preferred) == 1 else files:
+            state.update(load_file(str(file)))
+    return state
+
+
 def build_open_clip(
     folder: Path, spec: BackboneSpec | None, *, label: str, policy: LoadPolicy = LoadPolicy()
 ) -> nn.Module:
@@ -79,12 +98,7 @@ def build_open_clip(
     Pickled weights (one file, by open_clip's names) are read only when the policy allows them and the
     folder has no safetensors.
     """
-    from safetensors.torch import load_file
-
     _build_vision_tower = _open_clip_model()._build_vision_tower
-    files = weight_files(folder, label, allow_pickle=policy.allow_pickle)
-    pickled = is_pickled(files)
-    preferred = [f for name in _WEIGHT_NAMES for f in files if f.name == name] or files
     model_cfg, _ = read_clip_config(folder)
     vision_cfg = dict(model_cfg.get("vision_cfg", {}))
     # The folder's own trunk kwargs (twins) win over the spec's, as a Hub config's model_args would.
@@ -99,12 +113,7 @@ def build_open_clip(
         raise BackboneLoadError(
             f"{label}: open_clip could not build the image tower from {folder}: {err}"
         ) from err
-    state: dict[str, Any] = {}
-    if pickled:
-        state.update(load_pickled_state_dict(preferred_file(files, _PICKLE_NAMES), label))
-    else:
-        for file in preferred if len(preferred) == 1 else files:
-            state.update(load_file(str(file)))
+    state = read_open_clip_state(folder, label, policy)
     visual_state = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
     if not visual_state:
         raise BackboneLoadError(f"{label}: the weights in {folder} hold no 'visual.*' image-tower tensors")
