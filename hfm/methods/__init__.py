@@ -25,7 +25,12 @@ if TYPE_CHECKING:
     from hfm.methods.base import Method
 
 # Built-in method name -> module, imported only when asked for.
-_BUILTINS = {"supervised": "supervised"}
+_BUILTINS = {
+    "supervised": "supervised",
+    "label-spreading": "graph",
+    "label-propagation": "graph",
+    "self-training": "self_training",
+}
 _REGISTRY: dict[str, type[Method]] = {}
 _builtins_loaded = False
 
