@@ -30,6 +30,9 @@ _BUILTINS = {
     "label-spreading": "graph",
     "label-propagation": "graph",
     "self-training": "self_training",
+    "pseudo-label": "consistency",
+    "fixmatch": "consistency",
+    "freematch": "consistency",
 }
 _REGISTRY: dict[str, type[Method]] = {}
 _builtins_loaded = False
