@@ -37,6 +37,7 @@ from hfm.errors import HfmError
 from hfm.methods import get_method
 from hfm.methods.base import CachedEmbeddings, Method, MethodResult, RunContext
 from hfm.metrics import evaluate
+from hfm.paired import labelled_only_twins
 from hfm.recipes import Preset, Recipe
 from hfm.report import write_summary
 from hfm.sweep import RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
@@ -491,8 +492,9 @@ def run(
         "seconds": round(result.seconds, 2),
     }
     result.summary = write_summary(
-        out_dir, runs, loaded.metrics, loaded.primary_metric, title=loaded.name or "", extra=extra
-    )
+        out_dir, runs, loaded.metrics, loaded.primary_metric, title=loaded.name or "", extra=extra,
+        baselines=labelled_only_twins(sweep.presets),
+    )  # fmt: skip
     if verbose:
         print(result.summary["table"], end="")
         print(f"{len(result.finished)} run(s) done, {len(result.skipped)} skipped, {len(result.failed)} failed "
