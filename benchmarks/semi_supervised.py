@@ -6,7 +6,8 @@ Two real sets from ``../shared/data``, each read through hfm's own sweep (same d
 * ``bccd`` (blood-cell crops, 3 classes, grouped by slide: the pool excludes crops of val/test slides).
 
 The backbone must carry signal, and no pretrained weights can be downloaded here. Each set gets a small timm CNN
-(``resnet10t``, 64 px) trained *supervised on a different real set*: BCCD train crops for BreastMNIST, BUSI for
+(``resnet10t`` at 32 px, 2 epochs on 512 images: what 2 saturated CPU cores allowed) trained *supervised on a
+different real set*: BCCD train crops for BreastMNIST, BUSI for
 BCCD (BUSI and BreastMNIST are the same patients, so BUSI never serves BreastMNIST). No image of the evaluated
 set, labelled or not, reaches its backbone. ``--backbone`` replaces both with one ``local-dir:`` (or catalog)
 backbone of your own.
@@ -16,7 +17,7 @@ Two parts:
 * **embeddings** (full size): ``probe/logreg`` against ``label-spreading/knn``, ``label-propagation/knn`` and
   ``self-training/logreg`` at k in {1, 4, 16}, seeds 0..4.
 * **end to end** (small, for 2 shared CPU cores): the ``full`` tuner, supervised against FixMatch, FreeMatch and
-  pseudo-labelling (mu 2), at k = 4, 3 seeds, 40 steps, on the 64 px CNN. It shows the methods run and what
+  pseudo-labelling (mu 2), at k = 4, 3 seeds, 40 steps, on the 32 px CNN. It shows the methods run and what
   they do at this budget, not what they do at a GPU budget.
 
 Every row is the paired difference of test balanced accuracy (semi-supervised minus labelled-only) over seeds,
@@ -81,14 +82,18 @@ def source_images(name: str, shared: Path, size: int) -> tuple[np.ndarray, np.nd
     else:
         raise ValueError(name)
     if images.shape[1] != size:
-        images = np.stack([np.asarray(Image.fromarray(x).convert("RGB").resize((size, size))) for x in images])
+        images = np.stack(
+            [np.asarray(Image.fromarray(x).convert("RGB").resize((size, size))) for x in images]
+        )
     if images.ndim == 3:
         images = np.repeat(images[..., None], 3, axis=-1)
     return images, labels
 
 
-def build_backbone(source: str, folder: Path, shared: Path, *, size: int = 64, epochs: int = 12) -> Path:
-    """Train ``resnet10t`` supervised on ``source``'s images and save it as a timm ``local-dir:`` folder."""
+def build_backbone(
+    source: str, folder: Path, shared: Path, *, size: int = 32, epochs: int = 2, limit: int = 512
+) -> Path:
+    """Train ``resnet10t`` supervised on (at most ``limit`` of) ``source``'s images; save a timm ``local-dir:``."""
     import timm
     import torch
     import torch.nn.functional as F
@@ -96,6 +101,8 @@ def build_backbone(source: str, folder: Path, shared: Path, *, size: int = 64, e
     from tqdm.auto import tqdm
 
     images, labels = source_images(source, shared, size)
+    keep = np.random.default_rng(0).permutation(len(labels))[:limit]
+    images, labels = images[keep], labels[keep]
     torch.manual_seed(0)
     model = timm.create_model("resnet10t", num_classes=int(labels.max()) + 1)
     x = (torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
@@ -134,7 +141,7 @@ def backbone_for(name: str, args: Any, shared: Path) -> dict[str, Any]:
 
     source = SETS[name]["backbone_from"]
     cache = Path(os.environ.get("HFM_CACHE") or Path.home() / ".cache" / "hfm")
-    folder = cache / "benchmarks" / "semi_supervised" / f"resnet10t-from-{source}"
+    folder = cache / "benchmarks" / "semi_supervised" / f"resnet10t-32px-from-{source}"
     if not (folder / "config.json").is_file():
         build_backbone(source, folder, shared)
     return {"name": f"local-dir:{folder}"}
@@ -201,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             summary = result.summary
             results[f"{name}/{part}"] = {
-                "rows": [{"preset": r["preset"], "k": r["k"], **{m: r[m] for m in ("balanced_accuracy",)}}
-                         for r in summary["rows"]],  # fmt: skip
+                "rows": [
+                    {"preset": r["preset"], "k": r["k"], **{m: r[m] for m in ("balanced_accuracy",)}}
+                    for r in summary["rows"]
+                ],  # fmt: skip
                 "gains": summary.get("gains", []),
             }
             print(f"\n## {name}: {part}\n")

@@ -329,11 +329,14 @@ class _Sweep:
 
     def method_record(self, preset: Preset, result: MethodResult) -> dict[str, Any]:
         """The method as runs, adapters and cards record it: name, parameters, unlabelled examples used."""
-        return {
+        record = {
             "name": preset.method.name,
             "params": self.method(preset).params,
             "n_unlabelled": int(result.n_unlabelled),
         }
+        if isinstance(result.info.get("pool"), dict):  # a method that used the pool: its size and fingerprint
+            record["pool"] = result.info["pool"]
+        return record
 
     def adapter_metadata(
         self, preset: Preset, run: RunKey, test: dict[str, Any], method: dict[str, Any]

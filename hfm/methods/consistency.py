@@ -134,6 +134,7 @@ class Consistency(Method):
         train = ctx.images(ctx.labelled(), augment)
         val = ctx.images(splits.val) if len(splits.val) else None
         info = self.train(model, train, val, pool, config)
+        info["pool"] = ctx.pool_record()
         return MethodResult(
             proba=as_numpy(ctx.predict(model, splits.test)), info=info, n_unlabelled=len(pool)
         )

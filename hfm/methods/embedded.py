@@ -111,6 +111,7 @@ class PoolLabels(Method):
         y = torch.as_tensor(np.concatenate([labels, pseudo]), dtype=torch.long)
         model.fit_embeddings(x, y, emb.val, torch.as_tensor(ctx.splits.val.labels))  # type: ignore[operator]
         info = dict(getattr(model, "fit_info", {}) or {})
+        info["pool"] = ctx.pool_record()
         info["pseudo_labelled"] = int(len(keep))
         info["pseudo_label_counts"] = np.bincount(pseudo, minlength=n_classes).astype(int).tolist()
         pool_truth = ctx.splits.train.labels[ctx.draw.pool][keep]  # recorded for diagnosis, never trained on

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hfm.errors import ConfigError, MethodError
+from hfm.hub.cards import render_card
 from hfm.methods import get_method
 from hfm.methods.graph import LabelPropagationMethod, LabelSpreadingMethod
 from hfm.methods.self_training import SelfTraining
@@ -121,6 +122,8 @@ def test_each_embedding_preset_runs_beside_the_probe_on_the_same_draw_and_uses_t
         assert record["fit"]["pseudo_labelled"] > 0
         config = json.loads((folder / "adapter" / "hfm_config.json").read_text())
         assert config["method"]["n_unlabelled"] == drawn["pool"]["size"]
+        assert config["method"]["pool"] == drawn["pool"]  # size and fingerprint
+        assert f"pool fingerprint `{drawn['pool']['fingerprint']}`" in str(render_card(folder))
     spread = run_dir(tmp_path / "out", "label-spreading/knn", 2, 0)
     assert not np.allclose(
         read_predictions(base / "predictions.csv")[2], read_predictions(spread / "predictions.csv")[2]
