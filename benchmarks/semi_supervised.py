@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--e2e-steps", type=int, default=None, help="end-to-end optimizer steps (default 40)")
     p.add_argument("--mu", type=int, default=2, help="unlabelled images per labelled image (end to end)")
     p.add_argument("--skip-e2e", action="store_true", help="only the embedding part")
+    p.add_argument("--skip-embeddings", action="store_true", help="only the end-to-end part")
     p.add_argument("--backbone", default=None, help="one backbone for every set instead of the built CNNs")
     p.add_argument("--out", type=Path, default=None, help="sweep folders (default: a temporary folder)")
     args = _common.parse_args(p, argv)
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="hfm-semi-"))
     sets = args.sets[:1] if args.quick else args.sets
-    parts = ["embeddings"] + ([] if args.skip_e2e else ["e2e"])
+    parts = ([] if args.skip_embeddings else ["embeddings"]) + ([] if args.skip_e2e else ["e2e"])
     results: dict[str, Any] = {}
     start = time.perf_counter()
     for name in sets:
