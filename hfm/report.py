@@ -176,8 +176,8 @@ def write_summary(
     """Write ``summary.json``, ``summary.csv``, ``summary.md`` and ``label_efficiency.png`` in ``out_dir``.
 
     With ``baselines`` (``{preset: baseline preset}``, e.g. :func:`hfm.paired.labelled_only_twins`), each such
-    preset's paired difference of the primary metric over seeds is added: ``summary["gains"]``, a second table
-    in ``summary.md`` and ``gains.png``.
+    preset's paired difference of the primary metric over seeds is added: ``summary["gains"]``, ``gains.md``
+    and ``gains.png``.
 
     Returns:
         The summary (as written to ``summary.json``), with the Markdown table under ``"table"``.
@@ -195,11 +195,14 @@ def write_summary(
         summary["gains"] = paired_gains(runs, baselines, primary)
         gains_table = gains_markdown(summary["gains"])
         if gains_table:
-            gains_table = "\n## Gain over the baseline preset (paired over seeds)\n\n" + gains_table
+            gains_table = "## Gain over the baseline preset (paired over seeds)\n\n" + gains_table
+            (out_dir / "gains.md").write_text(heading + gains_table, encoding="utf-8")
             plot_gains(summary["gains"], out_dir / "gains.png", title=title)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    (out_dir / "summary.md").write_text(heading + table + gains_table, encoding="utf-8")
+    (out_dir / "summary.md").write_text(heading + table, encoding="utf-8")
     if summary["rows"]:
         plot_label_efficiency(summary, out_dir / "label_efficiency.png", title=title)
     summary["table"] = table
+    if gains_table:
+        summary["gains_table"] = gains_table
     return summary

@@ -500,6 +500,8 @@ def run(
     )  # fmt: skip
     if verbose:
         print(result.summary["table"], end="")
+        if result.summary.get("gains_table"):
+            print("\n" + result.summary["gains_table"], end="")
         print(f"{len(result.finished)} run(s) done, {len(result.skipped)} skipped, {len(result.failed)} failed "
               f"in {result.seconds:.1f} s; results in {out_dir}")  # fmt: skip
         for name, line, path in result.failed:

@@ -73,5 +73,5 @@ def test_a_sweep_writes_each_semi_supervised_presets_gain_over_its_twin(tmp_path
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [(g["preset"], g["baseline"], g["k"], g["n"]) for g in summary["gains"]] == [
         ("label-spreading/knn", "probe/logreg", 1, 2), ("label-spreading/knn", "probe/logreg", 2, 2)]  # fmt: skip
-    assert "Gain over the baseline preset" in (tmp_path / "out" / "summary.md").read_text()
+    assert "| label-spreading/knn | probe/logreg | 1 | 2 |" in (tmp_path / "out" / "gains.md").read_text()
     assert (tmp_path / "out" / "gains.png").is_file()
