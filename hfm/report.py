@@ -176,8 +176,13 @@ def write_summary(
     *,
     title: str = "",
     extra: dict[str, Any] | None = None,
+    baselines: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``summary.json``, ``summary.csv``, ``summary.md`` and ``label_efficiency.png`` in ``out_dir``.
+
+    With ``baselines`` (``{preset: baseline preset}``, e.g. :func:`hfm.paired.labelled_only_twins`), each such
+    preset's paired difference of the primary metric over seeds is added: ``summary["gains"]``, ``gains.md``
+    and ``gains.png``.
 
     Returns:
         The summary (as written to ``summary.json``), with the Markdown table under ``"table"``.
@@ -188,8 +193,21 @@ def write_summary(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out_dir / "summary.csv").write_text(to_csv(summary), encoding="utf-8")
     heading = f"# {title}\n\n" if title else ""
+    gains_table = ""
+    if baselines:
+        from hfm.paired import gains_markdown, paired_gains, plot_gains
+
+        summary["gains"] = paired_gains(runs, baselines, primary)
+        gains_table = gains_markdown(summary["gains"])
+        if gains_table:
+            gains_table = "## Gain over the baseline preset (paired over seeds)\n\n" + gains_table
+            (out_dir / "gains.md").write_text(heading + gains_table, encoding="utf-8")
+            plot_gains(summary["gains"], out_dir / "gains.png", title=title)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out_dir / "summary.md").write_text(heading + table, encoding="utf-8")
     if summary["rows"]:
         plot_label_efficiency(summary, out_dir / "label_efficiency.png", title=title)
     summary["table"] = table
+    if gains_table:
+        summary["gains_table"] = gains_table
     return summary

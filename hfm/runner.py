@@ -38,6 +38,7 @@ from hfm.errors import HfmError
 from hfm.methods import get_method
 from hfm.methods.base import CachedEmbeddings, Method, MethodResult, RunContext
 from hfm.metrics import evaluate
+from hfm.paired import labelled_only_twins
 from hfm.recipes import Preset, Recipe
 from hfm.report import write_summary
 from hfm.sweep import RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
@@ -375,11 +376,14 @@ class _Sweep:
 
     def method_record(self, preset: Preset, result: MethodResult) -> dict[str, Any]:
         """The method as runs, adapters and cards record it: name, parameters, unlabelled examples used."""
-        return {
+        record = {
             "name": preset.method.name,
             "params": self.method(preset).params,
             "n_unlabelled": int(result.n_unlabelled),
         }
+        if isinstance(result.info.get("pool"), dict):  # a method that used the pool: its size and fingerprint
+            record["pool"] = result.info["pool"]
+        return record
 
     def adapter_metadata(
         self, preset: Preset, run: RunKey, test: dict[str, Any], method: dict[str, Any]
@@ -566,10 +570,13 @@ def _sweep(
         "seconds": round(result.seconds, 2),
     }
     result.summary = write_summary(
-        out_dir, runs, loaded.metrics, loaded.primary_metric, title=loaded.name or "", extra=extra
-    )
+        out_dir, runs, loaded.metrics, loaded.primary_metric, title=loaded.name or "", extra=extra,
+        baselines=labelled_only_twins(sweep.presets),
+    )  # fmt: skip
     if verbose:
         print(result.summary["table"], end="")
+        if result.summary.get("gains_table"):
+            print("\n" + result.summary["gains_table"], end="")
         print(f"{len(result.finished)} run(s) done, {len(result.skipped)} skipped, {len(result.failed)} failed "
               f"in {result.seconds:.1f} s; results in {out_dir}")  # fmt: skip
         for name, line, path in result.failed:

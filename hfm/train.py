@@ -305,6 +305,7 @@ def fit(
     method: str = "supervised",
     unlabelled: Any | None = None,
     unlabelled_batch_size: int | None = None,
+    method_state: Any | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train``; keep the state that scored best on ``val``.
 
@@ -321,6 +322,9 @@ def fit(
         unlabelled: A torch dataset of unlabelled examples (each item a tuple of tensors, transforms applied);
             its batches reach ``loss`` as :attr:`Batch.unlabelled`.
         unlabelled_batch_size: Unlabelled examples per step and process (default: ``batch_size``).
+        method_state: State the method's loss keeps across steps (an object with ``state_dict()`` and
+            ``load_state_dict()``, e.g. FreeMatch's adaptive thresholds); saved in the checkpoint and restored
+            on resume, so a resumed run continues with the state an uninterrupted one had.
 
     Returns:
         A :class:`FitResult`.
@@ -393,6 +397,8 @@ def fit(
         scheduler.load_state_dict(payload["scheduler"])
         state, best_state = payload["state"], payload["best_state"]
         resumed_from = int(state["epoch"])
+        if method_state is not None and payload.get("method_state") is not None:
+            method_state.load_state_dict(payload["method_state"])
 
     bar = tqdm(
         total=total,
@@ -503,6 +509,7 @@ def fit(
                             "scheduler": scheduler.state_dict(),
                             "state": state,
                             "best_state": best_state,
+                            "method_state": None if method_state is None else method_state.state_dict(),
                         },
                     )
                 accelerator.wait_for_everyone()

@@ -74,3 +74,18 @@ def test_paired_ratio_and_interleaving_alternate_order() -> None:
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
     assert [len(v) for v in times.values()] == [3, 3]
     assert common.paired_ratio([2.0, 4.0, 9.0], [1.0, 2.0, 3.0]) == 2.0
+
+
+@pytest.mark.slow
+def test_semi_supervised_benchmark_quick_mode_writes_paired_gains(tmp_path: Path) -> None:
+    """The semi-supervised study's quick mode: each semi-supervised preset paired with its labelled-only twin."""
+    module = load("semi_supervised")
+    code = module.main(
+        ["--quick", "--threads", "2", "--results-dir", str(tmp_path), "--out", str(tmp_path / "s")]
+    )
+    assert code == 0
+    payload = json.loads((tmp_path / "semi_supervised.json").read_text())
+    assert payload["quick"] is True
+    pairs = {(g["preset"], g["baseline"]) for part in payload["results"].values() for g in part["gains"]}
+    assert ("label-spreading/knn", "probe/logreg") in pairs and ("fixmatch/full", "full/sup") in pairs
+    assert all(g["n"] == 2 for part in payload["results"].values() for g in part["gains"])

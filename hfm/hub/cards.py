@@ -164,6 +164,7 @@ def _method(pub: Publication) -> dict[str, Any]:
         "name": str(method.get("name") or "supervised"),
         "params": method.get("params") or {},
         "n_unlabelled": int(method.get("n_unlabelled") or 0),
+        "pool": method.get("pool") or {},
     }
 
 

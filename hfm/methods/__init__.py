@@ -25,7 +25,18 @@ if TYPE_CHECKING:
     from hfm.methods.base import Method
 
 # Built-in method name -> module, imported only when asked for.
-_BUILTINS = {"supervised": "supervised", "mil": "mil", "zero-shot": "zeroshot", "text-init": "zeroshot"}
+_BUILTINS = {
+    "supervised": "supervised",
+    "mil": "mil",
+    "zero-shot": "zeroshot",
+    "text-init": "zeroshot",
+    "label-spreading": "graph",
+    "label-propagation": "graph",
+    "self-training": "self_training",
+    "pseudo-label": "consistency",
+    "fixmatch": "consistency",
+    "freematch": "consistency",
+}
 _METHODS: Registry[type[Method]] = Registry("method", "hfm.methods", _BUILTINS, MethodError, "method_name")
 
 DEFAULT_METHOD = "supervised"

@@ -170,6 +170,11 @@ class RunContext:
         """The draw's unlabelled pool (its labels exist for evaluation only: a method must not read them)."""
         return self.draw.unlabelled(self.splits.train)
 
+    def pool_record(self) -> dict[str, Any]:
+        """The pool's size and fingerprint, for a method that used it to put in its ``info["pool"]`` (the run,
+        ``hfm_config.json`` and the card then record which unlabelled examples trained the adapter)."""
+        return {"size": len(self.draw.pool), "fingerprint": self.draw.pool_fingerprint(self.splits.train)}
+
     def train_config(self) -> tuple[TrainConfig, dict[str, Any] | None]:
         """The :class:`~hfm.train.TrainConfig` of this run and the ``augment`` block (``None``: no augmentation)."""
         from hfm.train import TrainConfig
