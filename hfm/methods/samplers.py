@@ -131,8 +131,8 @@ def _skactiveml_query(strategy: Any, data: QueryInput, **kwargs: Any) -> tuple[n
 
 def _classifier(n_classes: int, seed: int) -> Any:
     """The model uncertainty strategies ask: a logistic regression on the embeddings (scikit-activeml wrapper)."""
-    from sklearn.linear_model import LogisticRegression
     from skactiveml.classifier import SklearnClassifier
+    from sklearn.linear_model import LogisticRegression
 
     return SklearnClassifier(
         LogisticRegression(max_iter=1000),

@@ -13,12 +13,16 @@ COLD = ["random", "typiclust", "probcover", "kcenter", "class-balanced"]
 WARM = ["margin", "entropy", "badge"]
 
 
-def clusters(n_clusters: int, per_cluster: int, sizes: list[int] | None = None, seed: int = 0) -> np.ndarray:
+def clusters(
+    n_clusters: int, per_cluster: int, sizes: list[int] | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Well-separated Gaussian clusters in 16 dimensions: one cluster per class; returns (points, labels)."""
     rng = np.random.default_rng(seed)
     centres = np.eye(16)[:n_clusters] * 10.0
     sizes = sizes or [per_cluster] * n_clusters
-    points = np.concatenate([c + rng.normal(scale=0.3, size=(n, 16)) for c, n in zip(centres, sizes)])
+    points = np.concatenate(
+        [c + rng.normal(scale=0.3, size=(n, 16)) for c, n in zip(centres, sizes, strict=True)]
+    )
     labels = np.concatenate([np.full(n, i) for i, n in enumerate(sizes)])
     return points, labels
 
