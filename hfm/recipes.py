@@ -24,7 +24,7 @@ from hfm.data.registry import get_source, list_sources, parse_source
 from hfm.errors import ConfigError, TunerError
 from hfm.metrics import METRICS
 from hfm.policy import LoadPolicy
-from hfm.sweep import Shot, sort_shots
+from hfm.sweep import DEFAULT_SAMPLER, Shot, sort_shots
 from hfm.tuners import is_known_tuner, list_tuners
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -150,6 +150,12 @@ class Recipe(_Strict):
         output: Sweep folder (relative to the working directory); default ``runs/<name>``.
         hub: Optional Hub target the adapters are published to.
         embeddings: Batch size and workers of the embedding extraction.
+        samplers: Active-learning samplers to compare (simulation: the known labels play the annotator). The
+            default ``class-balanced`` is the draw of exactly k per class; any other sampler's budget is
+            k x the number of classes labels in total.
+        rounds: Query rounds each sampler's budget is spread over (``1``: all at once).
+        labelled: A labels CSV (``id,label``, from ``hfm select``) that replaces every draw: the runs train on
+            exactly those labels (recorded as k = ``all``).
     """
 
     name: str | None = None
@@ -167,6 +173,9 @@ class Recipe(_Strict):
     output: str | None = None
     hub: HubTarget | None = None
     embeddings: EmbeddingsBlock = Field(default_factory=EmbeddingsBlock)
+    samplers: list[str] = Field(default_factory=lambda: [DEFAULT_SAMPLER], min_length=1)
+    rounds: int = Field(default=1, ge=1)
+    labelled: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -230,6 +239,30 @@ class Recipe(_Strict):
         if not isinstance(value.get("type"), str):
             raise ValueError(f"the data block needs a 'type' ({', '.join(list_sources())})")
         return value
+
+    @field_validator("samplers", mode="before")
+    @classmethod
+    def _one_sampler(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("samplers")
+    @classmethod
+    def _known_samplers(cls, value: list[str]) -> list[str]:
+        from hfm.methods.samplers import get_sampler
+
+        for name in value:
+            get_sampler(name)  # MethodError (a ValueError) names the known samplers
+        if len(set(value)) != len(value):
+            raise ValueError("samplers must not repeat")
+        return value
+
+    @model_validator(mode="after")
+    def _sampler_budgets(self) -> Recipe:
+        if any(s != DEFAULT_SAMPLER for s in self.samplers) and "all" in self.shots:
+            raise ValueError("shots: 'all' has no budget for a sampler; use numbers (labels per class)")
+        if self.labelled and self.shots != ["all"]:
+            raise ValueError("shots: a labelled set replaces the draw; set shots to [all]")
+        return self
 
     @model_validator(mode="after")
     def _primary_in_metrics(self) -> Recipe:
@@ -477,6 +510,8 @@ def parse(
     recipe.presets = resolved
     validate_training(recipe.training, source, "training")
     recipe.data = validate_source(_resolve_paths(recipe.data, base), source)
+    if recipe.labelled:
+        recipe.labelled = str((base / os.path.expanduser(recipe.labelled)).resolve())
     return recipe
 
 
@@ -506,6 +541,7 @@ def with_overrides(
     seeds: Iterable[int] | None = None,
     presets: Iterable[str] | None = None,
     twin: bool | None = None,
+    labelled: str | Path | None = None,
 ) -> Recipe:
     """A copy of ``recipe`` with command-line overrides applied and re-validated.
 
@@ -520,6 +556,9 @@ def with_overrides(
         data["seeds"] = list(seeds)
     if twin is not None:
         data["backbone"]["twin"] = twin
+    if labelled is not None:
+        data["labelled"] = str(Path(labelled).resolve())
+        data["shots"] = ["all"]
     if presets is not None:
         own = {p["name"]: p for p in data["presets"]}
         chosen: list[Any] = []

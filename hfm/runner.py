@@ -39,7 +39,7 @@ from hfm.methods.base import CachedEmbeddings, Method, MethodResult, RunContext
 from hfm.metrics import evaluate
 from hfm.recipes import Preset, Recipe
 from hfm.report import write_summary
-from hfm.sweep import RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
+from hfm.sweep import DEFAULT_SAMPLER, RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
 
 __all__ = [
     "RUN_FILES",
@@ -159,6 +159,8 @@ class _Sweep:
         self._backbone: Any = None
         self._embeddings: CachedEmbeddings | None = None
         self._methods: dict[str, Method] = {}
+        self._draws: dict[tuple[Shot, int, str], Draw] = {}
+        self._train_embeddings: Any = None
 
     # -- shared, loaded once ------------------------------------------------------------------------------
     @property
@@ -167,6 +169,10 @@ class _Sweep:
             from hfm.data import load_data
 
             self._splits = load_data(self.recipe.data)
+            if self.recipe.labelled:  # the labels CSV's labels replace the source's on its examples
+                from hfm.labelling import labelled_run
+
+                self._splits = labelled_run(self._splits, self.recipe.labelled, 0)[0]
         return self._splits
 
     @property
@@ -212,10 +218,11 @@ class _Sweep:
             rows: set[int] = set()
             for k in self.recipe.shots:
                 for s in self.recipe.seeds:
-                    drawn = self.draw(k, s)
-                    rows.update(int(i) for i in drawn.indices)
-                    if pool:
-                        rows.update(int(i) for i in drawn.pool)
+                    for sampler in self.recipe.samplers:
+                        drawn = self.draw(k, s, sampler)
+                        rows.update(int(i) for i in drawn.indices)
+                        if pool:
+                            rows.update(int(i) for i in drawn.pool)
             ordered = sorted(rows)
             parts = {"train": splits.train.take(ordered), "val": splits.val, "test": splits.test}
             emb = {
@@ -238,9 +245,46 @@ class _Sweep:
         return self._embeddings
 
     # -- one run ------------------------------------------------------------------------------------------
-    def draw(self, k: Shot, seed: int) -> Draw:
-        """The (preset-independent) draw: same k and seed give the same examples and pool for every preset."""
-        return draw(self.splits, k, seed, allow_fewer=self.recipe.allow_fewer)
+    def draw(self, k: Shot, seed: int, sampler: str = DEFAULT_SAMPLER) -> Draw:
+        """The (preset-independent) draw: same k, seed and sampler give the same examples and pool for every preset.
+
+        The default sampler draws exactly k per class; any other chooses k x classes labels in the recipe's rounds
+        on the train split's embeddings (the known labels play the annotator); a labelled set replaces both.
+        """
+        key = (k, seed, sampler)
+        if key not in self._draws:
+            if self.recipe.labelled:
+                from hfm.labelling import labelled_run
+
+                self._draws[key] = labelled_run(self.splits, self.recipe.labelled, seed)[1]
+            elif sampler == DEFAULT_SAMPLER:
+                self._draws[key] = draw(self.splits, k, seed, allow_fewer=self.recipe.allow_fewer)
+            else:
+                from hfm.methods.samplers import simulate
+
+                budget = int(k) * self.splits.num_classes
+                self._draws[key] = simulate(
+                    self.splits,
+                    self.train_embeddings(),
+                    sampler,
+                    budget,
+                    seed,
+                    k=k,
+                    rounds=self.recipe.rounds,
+                )
+        return self._draws[key]
+
+    def train_embeddings(self) -> Any:
+        """Embeddings of the whole train split (what a sampler chooses from), extracted once and cached on disk."""
+        if self._train_embeddings is None:
+            from hfm.embeddings import extract
+
+            block = self.recipe.embeddings
+            self._train_embeddings = extract(
+                self.backbone, self.splits.train, batch_size=block.batch_size, num_workers=block.num_workers,
+                split="train", progress=self.progress,
+            ).numpy()  # fmt: skip
+        return self._train_embeddings
 
     def training_config(self, preset: Preset, seed: int) -> dict[str, Any]:
         """Training settings: the preset's defaults, overridden key by key by the recipe's, plus the seed."""
@@ -283,7 +327,7 @@ class _Sweep:
         """
         splits = self.splits
         if not write:
-            self.fit_and_predict(preset, run, self.draw(run.k, run.seed))
+            self.fit_and_predict(preset, run, self.draw(run.k, run.seed, run.sampler))
             return
         final = run.folder(self.out_dir)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +335,7 @@ class _Sweep:
         tmp.mkdir()
         try:
             start = time.perf_counter()
-            drawn = self.draw(run.k, run.seed)
+            drawn = self.draw(run.k, run.seed, run.sampler)
             drawn.save(tmp / "episode.json", splits.train)
             model, result = self.fit_and_predict(preset, run, drawn)
             seconds = time.perf_counter() - start
@@ -311,6 +355,8 @@ class _Sweep:
                 "k": run.k,
                 "seed": run.seed,
                 "n_train": len(drawn.indices),
+                "sampler": run.sampler,
+                "queries": query_summary(drawn),
                 "n_unlabelled": method["n_unlabelled"],
                 "seconds": round(seconds, 3),
                 "data_fingerprint": splits.fingerprint,
@@ -318,7 +364,9 @@ class _Sweep:
                 "test": test,
                 "fit": result.info,
             }
-            model.save(tmp / "adapter", metadata=self.adapter_metadata(preset, run, test, method))
+            metadata = self.adapter_metadata(preset, run, test, method)
+            metadata["queries"] = query_summary(drawn)
+            model.save(tmp / "adapter", metadata=metadata)
             _write_json(tmp / "metrics.json", record)
             move_into_place(tmp, final)
             shutil.rmtree(run.checkpoint_dir(self.out_dir), ignore_errors=True)
@@ -356,6 +404,11 @@ class _Sweep:
         }
 
 
+def query_summary(drawn: Draw) -> list[dict[str, Any]]:
+    """The draw's query rounds without ids: round, strategy and how many examples each chose."""
+    return [{"round": r.round, "strategy": r.strategy, "n": len(r.indices)} for r in drawn.rounds]
+
+
 def _collect(out_dir: Path, runs_of: Iterable[RunKey]) -> list[dict[str, Any]]:
     runs = []
     for key in runs_of:
@@ -391,6 +444,7 @@ def run(
     resume: bool = False,
     progress: bool = True,
     verbose: bool = True,
+    labelled: str | os.PathLike[str] | None = None,
 ) -> SweepResult:
     """Run a recipe: every (preset, k, seed), then the summary table and the label-efficiency plot.
 
@@ -404,6 +458,7 @@ def run(
         resume: Skip runs whose folder is complete; redo the rest.
         progress: Show progress bars.
         verbose: Print the summary table (and failures) when done.
+        labelled: A labels CSV (``id,label``, see :mod:`hfm.labelling`) whose examples replace every draw.
 
     Returns:
         A :class:`SweepResult`; ``result.ok`` is False when any run failed (each has a traceback file).
@@ -419,7 +474,13 @@ def run(
     else:
         loaded = recipes.load(Path(recipe))
     loaded = recipes.with_overrides(
-        loaded, out=None if out is None else Path(out), shots=shots, seeds=seeds, presets=presets, twin=twin
+        loaded,
+        out=None if out is None else Path(out),
+        shots=shots,
+        seeds=seeds,
+        presets=presets,
+        twin=twin,
+        labelled=None if labelled is None else Path(labelled),
     )
     where = f"recipe {loaded.name!r}"
     recipes.check_data_paths(loaded, where)
@@ -437,7 +498,7 @@ def run(
 
     sweep = _Sweep(loaded, out_dir, progress, resume)
     by_name = {p.name: p for p in sweep.presets}
-    runs_of = grid(list(by_name), loaded.shots, loaded.seeds)
+    runs_of = grid(list(by_name), loaded.shots, loaded.seeds, loaded.samplers)
     result = SweepResult(out_dir=out_dir, summary={})
     todo = []
     for key in runs_of:

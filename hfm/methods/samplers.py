@@ -31,9 +31,7 @@ from hfm.data.episodes import Draw, Episode, QueryRound, eligible, group_name
 from hfm.data.partition import derive_seed
 from hfm.data.splits import Splits
 from hfm.errors import DataError, MethodError
-
-DEFAULT_SAMPLER = "class-balanced"
-"""The sampler of a run that names none: today's draw, exactly k random examples per class (reads labels)."""
+from hfm.sweep import DEFAULT_SAMPLER
 
 _REGISTRY: dict[str, type[Sampler]] = {}
 
