@@ -554,6 +554,10 @@ def run(
     result.summary = write_summary(
         out_dir, runs, loaded.metrics, loaded.primary_metric, title=loaded.name or "", extra=extra
     )
+    if len(loaded.samplers) > 1:
+        from hfm import sampler_report
+
+        sampler_report.write(out_dir, runs, loaded.primary_metric)
     if verbose:
         print(result.summary["table"], end="")
         print(f"{len(result.finished)} run(s) done, {len(result.skipped)} skipped, {len(result.failed)} failed "

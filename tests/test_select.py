@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from hfm.cli import main
+from hfm.methods.samplers import round_budgets
 from hfm.data import load_data
 from hfm.recipes import load
 
@@ -144,3 +145,48 @@ def test_a_strategy_that_reads_the_truth_is_refused(
 ) -> None:
     assert _select(recipe, tmp_path / "sel", 2, "--strategy", "class-balanced") == 2
     assert "reads the true labels" in capsys.readouterr().err
+
+
+def test_sampler_axis_in_a_recipe(tmp_path: Path) -> None:
+    from hfm.runner import run
+
+    body = {
+        "backbone": {"name": "pathology/uni", "twin": True},
+        "data": DATA,
+        "presets": ["probe/logreg"],
+        "shots": [1, 2],
+        "seeds": [0, 1],
+        "samplers": ["class-balanced", "random", "typiclust"],
+        "rounds": 2,
+        "bootstrap": 0,
+    }
+    out = tmp_path / "out"
+    result = run(body, out=out, progress=False, verbose=False)
+    assert result.ok and len(result.finished) == 12
+    base = out / "probe" / "logreg"
+    assert (base / "k1" / "seed0" / "metrics.json").exists()  # the default sampler keeps today's folders
+    for sampler in ("random", "typiclust"):
+        for k in (1, 2):
+            episode = json.loads((base / f"k{k}" / sampler / "seed1" / "episode.json").read_text())
+            assert len(episode["ids"]) == 3 * k
+            assert [len(r["indices"]) for r in episode["rounds"]] == round_budgets(3 * k, 2)
+    summary = json.loads((out / "summary.json").read_text())
+    names = {(row["preset"], row["k"]) for row in summary["rows"]}
+    assert ("probe/logreg [typiclust]", 2) in names and ("probe/logreg", 1) in names
+    compared = json.loads((out / "samplers.json").read_text())["rows"]
+    assert {(r["sampler"], r["k"]) for r in compared} == {
+        (s, k) for s in ("class-balanced", "typiclust") for k in (1, 2)
+    }
+    assert all(r["difference"]["n"] == 2 for r in compared)
+    assert "| probe/logreg | 1 | typiclust |" in (out / "samplers.md").read_text()
+
+
+def test_paired_difference() -> None:
+    from hfm.sampler_report import paired_difference
+
+    diff = paired_difference([0.6, 0.7, 0.8], [0.5, 0.5, 0.9])
+    assert diff["mean"] == pytest.approx(0.2 / 3) and diff["wins"] == 2 and diff["n"] == 3
+    low, high = diff["ci95"]
+    assert low < diff["mean"] < high and high - low == pytest.approx(
+        2 * 4.302653 * 0.152753 / 3**0.5, rel=1e-4
+    )
