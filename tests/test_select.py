@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from hfm.cli import main
-from hfm.methods.samplers import round_budgets
 from hfm.data import load_data
+from hfm.methods.samplers import round_budgets
 from hfm.recipes import load
 
 DATA = {"type": "synthetic", "n_classes": 3, "n_per_class": 8, "n_val_per_class": 2, "n_test_per_class": 3}
@@ -75,6 +75,9 @@ def test_round_trip(recipe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert metrics["n_train"] == 4 and metrics["queries"] == [{"round": 0, "strategy": "typiclust", "n": 4}]
     config = json.loads((folder / "adapter" / "hfm_config.json").read_text())
     assert config["queries"] == metrics["queries"]
+    card = tmp_path / "README.md"
+    assert main(["card", str(out), "--out", str(card)]) == 0
+    assert "Labels chosen by active learning: round 0: 4 by `typiclust`" in card.read_text()
 
     capsys.readouterr()
     assert _select(recipe, sel, 3, "--labelled", str(labels), "--strategy", "margin") == 0
