@@ -225,6 +225,8 @@ class _Sweep:
                             rows.update(int(i) for i in drawn.pool)
             ordered = sorted(rows)
             parts = {"train": splits.train.take(ordered), "val": splits.val, "test": splits.test}
+            if self._train_embeddings is not None:  # a sampler embedded the whole train split already
+                del parts["train"]
             emb = {
                 name: extract(
                     self.backbone,
@@ -236,6 +238,8 @@ class _Sweep:
                 )
                 for name, subset in parts.items()
             }
+            if self._train_embeddings is not None:
+                emb["train"] = torch.as_tensor(self._train_embeddings[ordered])
             self._embeddings = CachedEmbeddings(
                 train=emb["train"],
                 rows={row: pos for pos, row in enumerate(ordered)},

@@ -150,6 +150,7 @@ def test_a_strategy_that_reads_the_truth_is_refused(
     assert "reads the true labels" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sampler_axis_in_a_recipe(tmp_path: Path) -> None:
     from hfm.runner import run
 
