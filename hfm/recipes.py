@@ -646,7 +646,7 @@ def check(path: str | Path) -> str:
     backbone = check_backbone(recipe.backbone, source)
     check_presets(recipe, source)
     check_data_paths(recipe, source)
-    n_runs = len(recipe.presets) * len(recipe.shots) * len(recipe.seeds)
+    n_runs = len(recipe.presets) * len(recipe.shots) * len(recipe.seeds) * len(recipe.samplers)
     twin = " (twin)" if recipe.backbone.twin else ""
     names = ", ".join(p.name for p in recipe.resolved_presets)
     shots = ",".join(str(k) for k in recipe.shots)
