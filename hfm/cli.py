@@ -143,6 +143,11 @@ def _int_list(text: str | None, option: str, allow_all: bool = False) -> list[in
 @click.option("--twin", is_flag=True, help="Use the backbone's tiny random twin (offline smoke run).")
 @click.option("--resume", is_flag=True, help="Skip runs that already finished in the sweep folder.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option(
+    "--labelled",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    help="Labels CSV (id,label) from an `hfm select` round: train on exactly these instead of a random draw.",
+)
 def run_command(
     recipe: str,
     out: str | None,
@@ -152,6 +157,7 @@ def run_command(
     twin: bool,
     resume: bool,
     no_progress: bool,
+    labelled: str | None,
 ) -> None:
     """Run a recipe: every (preset, k, seed), then the summary table and the label-efficiency plot."""
     from hfm.runner import run
@@ -165,11 +171,41 @@ def run_command(
         twin=True if twin else None,
         resume=resume,
         progress=not no_progress,
+        labelled=labelled,
     )
     if result.failed:
         raise click.ClickException(
             f"{len(result.failed)} run(s) failed; tracebacks in {result.out_dir / 'failures'}"
         )
+
+
+@cli.command("select")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--budget", required=True, type=int, help="How many images to choose for labelling.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False, path_type=str), help="Selection folder."
+)
+@click.option("--backbone", help="Backbone whose embeddings the strategy reads (default: the recipe's).")
+@click.option("--strategy", default="typiclust", show_default=True, help="typiclust, probcover, kcenter, "
+              "random; after a first round also margin, entropy, badge.")  # fmt: skip
+@click.option("--labelled", type=click.Path(dir_okay=False, path_type=str), help="Labels so far (id,label).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the strategy.")
+@click.option("--twin", is_flag=True, help="Use the backbone's tiny random twin (offline smoke run).")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def select_command(
+    source: str, budget: int, out: str, backbone: str | None, strategy: str, labelled: str | None, seed: int,
+    twin: bool, no_progress: bool,
+) -> None:  # fmt: skip
+    """Choose BUDGET images of SOURCE's train split (a recipe) to label next: to_label.csv + a contact sheet."""
+    from hfm.labelling import select_from_recipe
+
+    selection = select_from_recipe(
+        source, budget=budget, out=out, backbone=backbone, strategy=strategy, labelled=labelled, seed=seed,
+        twin=twin, progress=not no_progress,
+    )  # fmt: skip
+    for note in selection.notes:
+        click.echo(f"hfm: note: {note}", err=True)
+    click.echo(f"round {selection.round}: {len(selection.ids)} image(s) to label in {selection.files[0]}")
 
 
 @cli.command("validate")

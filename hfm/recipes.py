@@ -24,7 +24,7 @@ from hfm.data.registry import get_source, list_sources, parse_source
 from hfm.errors import ConfigError, TunerError
 from hfm.metrics import METRICS
 from hfm.policy import LoadPolicy
-from hfm.sweep import Shot, grid, sort_shots
+from hfm.sweep import DEFAULT_SAMPLER, Shot, grid, sort_shots
 from hfm.tuners import is_known_tuner, list_tuners
 from hfm.zeroshot.prompts import PromptsBlock, resolve_file
 
@@ -167,6 +167,12 @@ class Recipe(_Strict):
             label, drawn k bags per class and learnt by a bag method (``method: mil``).
         bags: Where bag labels come from (``unit: bag``).
         prompts: Class prompts for methods that read text (zero-shot, text-init); see :mod:`hfm.zeroshot.prompts`.
+        samplers: Active-learning samplers to compare (simulation: the known labels play the annotator). The
+            default ``class-balanced`` is the draw of exactly k per class; any other sampler's budget is
+            k x the number of classes labels in total.
+        rounds: Query rounds each sampler's budget is spread over (``1``: all at once).
+        labelled: A labels CSV (``id,label``, from ``hfm select``) that replaces every draw: the runs train on
+            exactly those labels (recorded as k = ``all``).
     """
 
     name: str | None = None
@@ -187,6 +193,9 @@ class Recipe(_Strict):
     unit: Literal["image", "bag"] = "image"
     bags: BagsBlock = Field(default_factory=BagsBlock)
     prompts: PromptsBlock | None = None
+    samplers: list[str] = Field(default_factory=lambda: [DEFAULT_SAMPLER], min_length=1)
+    rounds: int = Field(default=1, ge=1)
+    labelled: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -250,6 +259,30 @@ class Recipe(_Strict):
         if not isinstance(value.get("type"), str):
             raise ValueError(f"the data block needs a 'type' ({', '.join(list_sources())})")
         return value
+
+    @field_validator("samplers", mode="before")
+    @classmethod
+    def _one_sampler(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("samplers")
+    @classmethod
+    def _known_samplers(cls, value: list[str]) -> list[str]:
+        from hfm.methods.samplers import get_sampler
+
+        for name in value:
+            get_sampler(name)  # MethodError (a ValueError) names the known samplers
+        if len(set(value)) != len(value):
+            raise ValueError("samplers must not repeat")
+        return value
+
+    @model_validator(mode="after")
+    def _sampler_budgets(self) -> Recipe:
+        if any(s != DEFAULT_SAMPLER for s in self.samplers) and "all" in self.shots:
+            raise ValueError("shots: 'all' has no budget for a sampler; use numbers (labels per class)")
+        if self.labelled and self.shots != ["all"]:
+            raise ValueError("shots: a labelled set replaces the draw; set shots to [all]")
+        return self
 
     @model_validator(mode="after")
     def _primary_in_metrics(self) -> Recipe:
@@ -514,6 +547,8 @@ def parse(
         recipe.bags.labels = str((base / os.path.expanduser(recipe.bags.labels)).resolve())
     if recipe.prompts is not None:
         recipe.prompts = resolve_file(recipe.prompts, base, source)
+    if recipe.labelled:
+        recipe.labelled = str((base / os.path.expanduser(recipe.labelled)).resolve())
     return recipe
 
 
@@ -543,6 +578,7 @@ def with_overrides(
     seeds: Iterable[int] | None = None,
     presets: Iterable[str] | None = None,
     twin: bool | None = None,
+    labelled: str | Path | None = None,
 ) -> Recipe:
     """A copy of ``recipe`` with command-line overrides applied and re-validated.
 
@@ -557,6 +593,9 @@ def with_overrides(
         data["seeds"] = list(seeds)
     if twin is not None:
         data["backbone"]["twin"] = twin
+    if labelled is not None:
+        data["labelled"] = str(Path(labelled).resolve())
+        data["shots"] = ["all"]
     if presets is not None:
         own = {p["name"]: p for p in data["presets"]}
         chosen: list[Any] = []
@@ -667,7 +706,11 @@ def check(path: str | Path) -> str:
 
     n_runs = len(
         grid(
-            [p.name for p in recipe.resolved_presets], recipe.shots, recipe.seeds, label_free_presets(recipe)
+            [p.name for p in recipe.resolved_presets],
+            recipe.shots,
+            recipe.seeds,
+            label_free_presets(recipe),
+            recipe.samplers,
         )
     )
     twin = " (twin)" if recipe.backbone.twin else ""

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from hfm.metrics import summarize
-from hfm.sweep import k_order
+from hfm.sweep import DEFAULT_SAMPLER, k_order
+
+
+def series_name(run: dict[str, Any]) -> str:
+    """A run's row name: its preset, followed by ``[sampler]`` when an active-learning sampler chose its labels."""
+    sampler = run.get("sampler", DEFAULT_SAMPLER)
+    return run["preset"] if sampler == DEFAULT_SAMPLER else f"{run['preset']} [{sampler}]"
 
 
 def summarize_runs(runs: Sequence[dict[str, Any]], metrics: Sequence[str], primary: str) -> dict[str, Any]:
@@ -36,9 +42,10 @@ def summarize_runs(runs: Sequence[dict[str, Any]], metrics: Sequence[str], prima
     presets: list[str] = []
     cells: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for run in runs:
-        if run["preset"] not in presets:
-            presets.append(run["preset"])
-        cells.setdefault((run["preset"], run["k"]), []).append(run)
+        series = series_name(run)
+        if series not in presets:
+            presets.append(series)
+        cells.setdefault((series, run["k"]), []).append(run)
     rows = []
     for preset in presets:
         ks = sorted({k for (p, k) in cells if p == preset}, key=k_order)

@@ -41,7 +41,7 @@ from hfm.metrics import evaluate
 from hfm.paired import labelled_only_twins
 from hfm.recipes import Preset, Recipe
 from hfm.report import write_summary
-from hfm.sweep import RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
+from hfm.sweep import DEFAULT_SAMPLER, RUN_FILES, RunKey, Shot, clean_stale, grid, is_finished, run_dir
 from hfm.zeroshot.checks import label_free_presets
 
 __all__ = [
@@ -164,6 +164,8 @@ class _Sweep:
         self._methods: dict[str, Method] = {}
         self._bags: Any = None
         self._text: Any = None
+        self._draws: dict[tuple[Shot, int, str], Draw] = {}
+        self._train_embeddings: Any = None
 
     # -- shared, loaded once ------------------------------------------------------------------------------
     @property
@@ -179,6 +181,10 @@ class _Sweep:
 
                 splits, self._bags = bag_splits(splits, self.recipe.bags.labels)
             self._splits = splits
+            if self.recipe.labelled:  # the labels CSV's labels replace the source's on its examples
+                from hfm.labelling import labelled_run
+
+                self._splits = labelled_run(self._splits, self.recipe.labelled, 0)[0]
         return self._splits
 
     @property
@@ -224,12 +230,15 @@ class _Sweep:
             rows: set[int] = set()
             for k in self.recipe.shots:
                 for s in self.recipe.seeds:
-                    drawn = self.draw(k, s)
-                    rows.update(int(i) for i in drawn.indices)
-                    if pool:
-                        rows.update(int(i) for i in drawn.pool)
+                    for sampler in self.recipe.samplers:
+                        drawn = self.draw(k, s, sampler)
+                        rows.update(int(i) for i in drawn.indices)
+                        if pool:
+                            rows.update(int(i) for i in drawn.pool)
             ordered = sorted(rows)
             parts = {"train": splits.train.take(ordered), "val": splits.val, "test": splits.test}
+            if self._train_embeddings is not None:  # a sampler embedded the whole train split already
+                del parts["train"]
             emb = {
                 name: extract(
                     self.backbone,
@@ -241,6 +250,8 @@ class _Sweep:
                 )
                 for name, subset in parts.items()
             }
+            if self._train_embeddings is not None:
+                emb["train"] = torch.as_tensor(self._train_embeddings[ordered])
             self._embeddings = CachedEmbeddings(
                 train=emb["train"],
                 rows={row: pos for pos, row in enumerate(ordered)},
@@ -261,17 +272,52 @@ class _Sweep:
         return self._text
 
     # -- one run ------------------------------------------------------------------------------------------
-    def draw(self, k: Shot, seed: int) -> Draw:
-        """The (preset-independent) draw: same k and seed give the same examples and pool for every preset.
+    def draw(self, k: Shot, seed: int, sampler: str = DEFAULT_SAMPLER) -> Draw:
+        """The (preset-independent) draw: same k, seed and sampler give the same examples and pool for every preset.
 
-        With ``unit: bag`` it is a bag draw (:func:`hfm.data.bags.bag_draw`): exactly k bags per class.
+        The default sampler draws exactly k per class; any other chooses k x classes labels in the recipe's rounds
+        on the train split's embeddings (the known labels play the annotator); a labelled set replaces both.
         """
-        if self.recipe.unit == "bag":
-            from hfm.data.bags import bag_draw
+        key = (k, seed, sampler)
+        if key not in self._draws:
+            if self.recipe.unit == "bag":  # exactly k bags per class (hfm.data.bags.bag_draw)
+                from hfm.data.bags import bag_draw
 
-            splits = self.splits
-            return bag_draw(splits, self._bags, k, seed, allow_fewer=self.recipe.allow_fewer)
-        return draw(self.splits, k, seed, allow_fewer=self.recipe.allow_fewer)
+                self._draws[key] = bag_draw(
+                    self.splits, self._bags, k, seed, allow_fewer=self.recipe.allow_fewer
+                )
+            elif self.recipe.labelled:
+                from hfm.labelling import labelled_run
+
+                self._draws[key] = labelled_run(self.splits, self.recipe.labelled, seed)[1]
+            elif sampler == DEFAULT_SAMPLER:
+                self._draws[key] = draw(self.splits, k, seed, allow_fewer=self.recipe.allow_fewer)
+            else:
+                from hfm.methods.samplers import simulate
+
+                budget = int(k) * self.splits.num_classes
+                self._draws[key] = simulate(
+                    self.splits,
+                    self.train_embeddings(),
+                    sampler,
+                    budget,
+                    seed,
+                    k=k,
+                    rounds=self.recipe.rounds,
+                )
+        return self._draws[key]
+
+    def train_embeddings(self) -> Any:
+        """Embeddings of the whole train split (what a sampler chooses from), extracted once and cached on disk."""
+        if self._train_embeddings is None:
+            from hfm.embeddings import extract
+
+            block = self.recipe.embeddings
+            self._train_embeddings = extract(
+                self.backbone, self.splits.train, batch_size=block.batch_size, num_workers=block.num_workers,
+                split="train", progress=self.progress,
+            ).numpy()  # fmt: skip
+        return self._train_embeddings
 
     def training_config(self, preset: Preset, seed: int) -> dict[str, Any]:
         """Training settings: the preset's defaults, overridden key by key by the recipe's, plus the seed."""
@@ -315,7 +361,7 @@ class _Sweep:
         """
         splits = self.splits
         if not write:
-            self.fit_and_predict(preset, run, self.draw(run.k, run.seed))
+            self.fit_and_predict(preset, run, self.draw(run.k, run.seed, run.sampler))
             return
         final = run.folder(self.out_dir)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +369,7 @@ class _Sweep:
         tmp.mkdir()
         try:
             start = time.perf_counter()
-            drawn = self.draw(run.k, run.seed)
+            drawn = self.draw(run.k, run.seed, run.sampler)
             drawn.save(tmp / "episode.json", splits.train)
             model, result = self.fit_and_predict(preset, run, drawn)
             seconds = time.perf_counter() - start
@@ -346,6 +392,8 @@ class _Sweep:
                 "seed": run.seed,
                 "n_train": len(drawn.episode),
                 "unit": self.recipe.unit,
+                "sampler": run.sampler,
+                "queries": query_summary(drawn),
                 "n_unlabelled": method["n_unlabelled"],
                 "seconds": round(seconds, 3),
                 "data_fingerprint": splits.fingerprint,
@@ -354,7 +402,9 @@ class _Sweep:
                 "fit": result.info,
                 "provenance": self.provenance(preset),
             }
-            model.save(tmp / "adapter", metadata=self.adapter_metadata(preset, run, test, method))
+            metadata = self.adapter_metadata(preset, run, test, method)
+            metadata["queries"] = query_summary(drawn)
+            model.save(tmp / "adapter", metadata=metadata)
             _write_json(tmp / "metrics.json", record)
             move_into_place(tmp, final)
             shutil.rmtree(run.checkpoint_dir(self.out_dir), ignore_errors=True)
@@ -408,6 +458,11 @@ class _Sweep:
         }
 
 
+def query_summary(drawn: Draw) -> list[dict[str, Any]]:
+    """The draw's query rounds without ids: round, strategy and how many examples each chose."""
+    return [{"round": r.round, "strategy": r.strategy, "n": len(r.indices)} for r in drawn.rounds]
+
+
 def _rank() -> int:
     """This process's rank under a multi-process launch (torchrun, accelerate launch); 0 otherwise."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -434,6 +489,7 @@ def run(
     resume: bool = False,
     progress: bool = True,
     verbose: bool = True,
+    labelled: str | os.PathLike[str] | None = None,
 ) -> SweepResult:
     """Run a recipe: every (preset, k, seed), then the summary table and the label-efficiency plot.
 
@@ -447,6 +503,7 @@ def run(
         resume: Skip runs whose folder is complete; redo the rest.
         progress: Show progress bars.
         verbose: Print the summary table (and failures) when done.
+        labelled: A labels CSV (``id,label``, see :mod:`hfm.labelling`) whose examples replace every draw.
 
     Returns:
         A :class:`SweepResult`; ``result.ok`` is False when any run failed (each has a traceback file).
@@ -462,7 +519,13 @@ def run(
     else:
         loaded = recipes.load(Path(recipe))
     loaded = recipes.with_overrides(
-        loaded, out=None if out is None else Path(out), shots=shots, seeds=seeds, presets=presets, twin=twin
+        loaded,
+        out=None if out is None else Path(out),
+        shots=shots,
+        seeds=seeds,
+        presets=presets,
+        twin=twin,
+        labelled=None if labelled is None else Path(labelled),
     )
     where = f"recipe {loaded.name!r}"
     recipes.check_data_paths(loaded, where)
@@ -498,7 +561,7 @@ def _sweep(
 
     sweep = _Sweep(loaded, out_dir, progress, resume)
     by_name = {p.name: p for p in sweep.presets}
-    runs_of = grid(list(by_name), loaded.shots, loaded.seeds, label_free_presets(loaded))
+    runs_of = grid(list(by_name), loaded.shots, loaded.seeds, label_free_presets(loaded), loaded.samplers)
     result = SweepResult(out_dir=out_dir, summary={})
     todo = []
     for key in runs_of:
@@ -573,6 +636,10 @@ def _sweep(
         out_dir, runs, loaded.metrics, loaded.primary_metric, title=loaded.name or "", extra=extra,
         baselines=labelled_only_twins(sweep.presets),
     )  # fmt: skip
+    if len(loaded.samplers) > 1:
+        from hfm import sampler_report
+
+        sampler_report.write(out_dir, runs, loaded.primary_metric)
     if verbose:
         print(result.summary["table"], end="")
         if result.summary.get("gains_table"):

@@ -11,8 +11,9 @@ A sweep is a grid of runs, one per :class:`RunKey` (preset, k, seed). Its folder
     OUT/summary.json|csv|md           preset x k, mean ± std over seeds, 95% bootstrap interval
     OUT/label_efficiency.png          the primary metric against k
 
-k is ordered numerically with ``"all"`` last. A later axis (an active-learning sampler, say) becomes one more
-field of :class:`RunKey` with a default that keeps today's paths, so every reader of the layout follows at once.
+k is ordered numerically with ``"all"`` last. The active-learning sampler is one more field of :class:`RunKey`;
+the default sampler (``class-balanced``: exactly k random examples per class) keeps the paths above, any other
+one adds a folder: ``OUT/<preset>/k<k>/<sampler>/seed<seed>/`` (its budget is k x the number of classes).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ PLOT_NAME = "label_efficiency.png"
 SUMMARY_FILES = ("summary.json", "summary.csv", "summary.md")
 
 _RUN_PATH = re.compile(r"^(?P<preset>.+)/k(?P<k>[^/]+)/seed(?P<seed>-?\d+)$")
+_SAMPLER_RUN_PATH = re.compile(r"^(?P<preset>.+)/k(?P<k>[^/]+)/(?P<sampler>[^/]+)/seed(?P<seed>-?\d+)$")
+
+DEFAULT_SAMPLER = "class-balanced"
+"""The sampler of a run that names none: today's draw of exactly k random examples per class."""
 
 T = TypeVar("T")
 
@@ -66,43 +71,56 @@ class RunKey:
         preset: Preset name (``lora/r8-attn``); may contain ``/``, which become folders.
         k: Labelled examples per class.
         seed: Draw (and training) seed.
+        sampler: Active-learning sampler that chose the labelled examples (default: exactly k per class).
     """
 
     preset: str
     k: Shot
     seed: int
+    sampler: str = DEFAULT_SAMPLER
+
+    @property
+    def _parts(self) -> tuple[str, ...]:
+        """The run's path parts below the sweep folder (the sampler only when it is not the default)."""
+        middle = () if self.sampler == DEFAULT_SAMPLER else (self.sampler,)
+        return (*self.preset.split("/"), f"k{self.k}", *middle, f"seed{self.seed}")
 
     @property
     def name(self) -> str:
-        """The run's name in progress bars, failures and summaries: ``<preset>/k<k>/seed<seed>``."""
-        return f"{self.preset}/k{self.k}/seed{self.seed}"
+        """The run's name in progress bars, failures and summaries: ``<preset>/k<k>[/<sampler>]/seed<seed>``."""
+        return "/".join(self._parts)
 
     def folder(self, out_dir: Path) -> Path:
         """The run folder below the sweep folder."""
-        return out_dir / self.preset / f"k{self.k}" / f"seed{self.seed}"
+        return out_dir.joinpath(*self._parts)
 
     def checkpoint_dir(self, out_dir: Path) -> Path:
         """Where a trained run keeps its resumable checkpoint until its folder is complete."""
-        return out_dir / CHECKPOINTS / self.preset / f"k{self.k}" / f"seed{self.seed}"
+        return out_dir.joinpath(CHECKPOINTS, *self._parts)
 
     def failure_file(self, out_dir: Path) -> Path:
         """The traceback file of a failed run (one flat folder; ``/`` in preset names become ``__``)."""
-        return out_dir / FAILURES / f"{self.preset.replace('/', '__')}__k{self.k}__seed{self.seed}.txt"
+        return out_dir / FAILURES / f"{'__'.join(self._parts)}.txt"
 
 
 def grid(
-    presets: Sequence[str], shots: Sequence[Shot], seeds: Sequence[int], label_free: Collection[str] = ()
+    presets: Sequence[str],
+    shots: Sequence[Shot],
+    seeds: Sequence[int],
+    label_free: Collection[str] = (),
+    samplers: Sequence[str] = (DEFAULT_SAMPLER,),
 ) -> list[RunKey]:
-    """Every run of a sweep in execution order: preset by preset, then k ascending, then seed.
+    """Every run of a sweep in execution order: preset by preset, then k ascending, then sampler, then seed.
 
     A preset in ``label_free`` (its method needs no label: zero-shot) runs at k = 0 only, and k = 0 runs only
-    those presets.
+    those presets, with the default draw (no sampler chooses among zero labels).
     """
     return [
-        RunKey(p, k, s)
+        RunKey(p, k, s, m)
         for p in presets
         for k in sort_shots(shots)
         if (k == 0) == (p in label_free)
+        for m in ((DEFAULT_SAMPLER,) if k == 0 else samplers)
         for s in seeds
     ]
 
@@ -115,9 +133,13 @@ def run_dir(out_dir: Path, preset: str, k: Shot, seed: int) -> Path:
 def parse_run_path(relative: str) -> RunKey | None:
     """The run a folder path relative to the sweep folder names, or ``None`` when it names none."""
     match = _RUN_PATH.match(relative)
+    if match is not None:
+        return RunKey(match["preset"], parse_k(match["k"]), int(match["seed"]))  # type: ignore[arg-type]
+    match = _SAMPLER_RUN_PATH.match(relative)
     if match is None:
         return None
-    return RunKey(match["preset"], parse_k(match["k"]), int(match["seed"]))  # type: ignore[arg-type]
+    k = parse_k(match["k"])
+    return RunKey(match["preset"], k, int(match["seed"]), match["sampler"])  # type: ignore[arg-type]
 
 
 def is_finished(folder: Path) -> bool:
@@ -135,6 +157,7 @@ def clean_stale(out_dir: Path) -> None:
 
 __all__ = [
     "CHECKPOINTS",
+    "DEFAULT_SAMPLER",
     "PLOT_NAME",
     "RUN_FILES",
     "RunKey",

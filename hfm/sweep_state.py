@@ -325,10 +325,11 @@ def matching_runs(
         recipe: The folder's (merged) recipe: its grid orders the runs.
         provenance: Current provenance per preset name; runs of other presets, or made differently, are left out.
     """
-    order = {
-        key: i
-        for i, key in enumerate(grid([p.name for p in recipe.resolved_presets], recipe.shots, recipe.seeds))
-    }
+    from hfm.zeroshot.checks import label_free_presets
+
+    presets = [p.name for p in recipe.resolved_presets]
+    runs = grid(presets, recipe.shots, recipe.seeds, label_free_presets(recipe), recipe.samplers)
+    order = {key: i for i, key in enumerate(runs)}
     found: list[tuple[int, dict[str, Any]]] = []
     for metrics in out_dir.rglob("metrics.json"):
         key = parse_run_path(metrics.parent.relative_to(out_dir).as_posix())

@@ -52,3 +52,24 @@ def sweep_folder(tmp_path: Path) -> Path:
     from hub.conftest import make_sweep
 
     return make_sweep(tmp_path / "sweep")
+
+
+def test_a_sampler_adds_a_folder_and_the_default_keeps_todays() -> None:
+    from hfm.sweep import DEFAULT_SAMPLER, RunKey, grid, parse_run_path
+
+    out = Path("OUT")
+    assert RunKey("lora/r8", 4, 1).folder(out) == out / "lora" / "r8" / "k4" / "seed1"
+    key = RunKey("lora/r8", 4, 1, "typiclust")
+    assert key.folder(out) == out / "lora" / "r8" / "k4" / "typiclust" / "seed1"
+    assert key.name == "lora/r8/k4/typiclust/seed1"
+    assert key.failure_file(out).name == "lora__r8__k4__typiclust__seed1.txt"
+    assert RunKey("lora/r8", 4, 1).failure_file(out).name == "lora__r8__k4__seed1.txt"
+    assert parse_run_path("lora/r8/k4/typiclust/seed1") == key
+    assert parse_run_path("lora/r8/k4/seed1") == RunKey("lora/r8", 4, 1, DEFAULT_SAMPLER)
+    runs = grid(["p"], [2, 1], [0, 1], samplers=["random", "typiclust"])
+    assert [(r.k, r.sampler, r.seed) for r in runs[:4]] == [
+        (1, "random", 0),
+        (1, "random", 1),
+        (1, "typiclust", 0),
+        (1, "typiclust", 1),
+    ]

@@ -168,6 +168,12 @@ def _method(pub: Publication) -> dict[str, Any]:
     }
 
 
+def _queries(pub: Publication) -> list[dict[str, Any]]:
+    """The active-learning query rounds that chose the adapter's labels (round, strategy, n); empty for a draw."""
+    recorded = pub.config.get("queries")
+    return [dict(q) for q in recorded if isinstance(q, dict)] if isinstance(recorded, list) else []
+
+
 def _code_value(value: Any) -> str:
     """A loader keyword's value as Python source: dotted layer paths (``timm.layers.SwiGLUPacked``) as names."""
     if (
@@ -365,6 +371,7 @@ def card_parts(
         "tuner": pub.tuner,
         "method": _method(pub),
         "text_head": pub.config.get("text_head") or {},
+        "queries": _queries(pub),
         "usage_plain": _usage_plain(pub, repo_id),
         "versions": _versions(pub),
         "command": f"hfm run recipe.yaml  # recipe {recipe_name}" if recipe_name else "hfm run recipe.yaml",
