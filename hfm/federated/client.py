@@ -175,11 +175,12 @@ def _dataset(model: AdaptedModel, subset: Subset) -> Any:
     return ImageDataset(subset, model.backbone.transform)
 
 
-def make_client_app(trainer_of: Callable[[int], LocalTrainer]) -> ClientApp:
+def make_client_app(trainer_of: Callable[[Any], LocalTrainer]) -> ClientApp:
     """A Flower ``ClientApp`` whose handlers run the trainer of the node they are called on.
 
     Args:
-        trainer_of: Maps the Flower node id (``context.node_id``) to that node's :class:`LocalTrainer`.
+        trainer_of: Maps the Flower ``Context`` of a call (its ``node_id`` in simulation, its ``node_config``
+            on a real SuperNode) to that node's :class:`LocalTrainer`.
     """
     from flwr.app import Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
@@ -190,7 +191,7 @@ def make_client_app(trainer_of: Callable[[int], LocalTrainer]) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Any) -> Message:
-        trainer = trainer_of(int(context.node_id))
+        trainer = trainer_of(context)
         state = from_record(trainer.model, msg.content["arrays"])
         config = msg.content["config"]
         mu = float(config.get("proximal-mu", 0.0))
@@ -202,7 +203,7 @@ def make_client_app(trainer_of: Callable[[int], LocalTrainer]) -> ClientApp:
 
     @app.evaluate()
     def evaluate(msg: Message, context: Any) -> Message:
-        trainer = trainer_of(int(context.node_id))
+        trainer = trainer_of(context)
         n, metrics = trainer.evaluate(from_record(trainer.model, msg.content["arrays"]))
         content = RecordDict({"metrics": MetricRecord({"num-examples": n, **metrics})})
         return Message(content=content, reply_to=msg)

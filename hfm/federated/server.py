@@ -142,10 +142,19 @@ class LocalGrid(_grid_base()):  # type: ignore[misc]
         run_id: The Flower run id recorded in messages.
     """
 
-    def __init__(self, app: ClientApp, n_sites: int, run_id: int = 1) -> None:
+    def __init__(
+        self,
+        app: ClientApp,
+        n_sites: int,
+        run_id: int = 1,
+        node_configs: dict[int, dict[str, Any]] | None = None,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
         from flwr.supercore.run import Run
 
         self.app = app
+        self.node_configs = node_configs or {}
+        self.run_config = run_config or {}
         self.node_ids = list(range(1, n_sites + 1))
         self.log: list[Sent] = []
         self._run = Run.create_empty(run_id)
@@ -178,7 +187,13 @@ class LocalGrid(_grid_base()):  # type: ignore[misc]
         from flwr.app import Context, RecordDict
 
         state = self._states.setdefault(node_id, RecordDict())
-        return Context(run_id=self._run.run_id, node_id=node_id, node_config={}, state=state, run_config={})
+        return Context(
+            run_id=self._run.run_id,
+            node_id=node_id,
+            node_config=dict(self.node_configs.get(node_id, {})),
+            state=state,
+            run_config=dict(self.run_config),
+        )
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         """Run each site's ``ClientApp`` on its message, in node order; a raising site answers with an error."""
@@ -216,6 +231,18 @@ class FederationResult:
     log: list[Sent]
 
 
+def start(strategy: Strategy, grid: Any, initial: ArrayRecord, rounds: int, *, quiet: bool = True) -> Any:
+    """Run Flower's strategy loop on ``grid`` (Flower's log quietened to warnings when ``quiet``)."""
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    if quiet:
+        flwr_logger.setLevel(logging.WARNING)
+    try:
+        return strategy.start(grid=grid, initial_arrays=initial, num_rounds=rounds)
+    finally:
+        flwr_logger.setLevel(level)
+
+
 def federate(
     app: ClientApp,
     n_sites: int,
@@ -231,18 +258,13 @@ def federate(
     """
     strategy = make_strategy(federation, n_sites)
     grid = LocalGrid(app, n_sites, run_id=seed + 1)
-    flwr_logger = logging.getLogger("flwr")
-    level = flwr_logger.level
-    if quiet:
-        flwr_logger.setLevel(logging.WARNING)
     state = random.getstate()
     random.seed(seed)
     try:
         with _task_identity(seed + 1):
-            result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=federation.rounds)
+            result = start(strategy, grid, initial, federation.rounds, quiet=quiet)
     finally:
         random.setstate(state)
-        flwr_logger.setLevel(level)
     return FederationResult(
         arrays=result.arrays,
         train_metrics={int(r): dict(m) for r, m in result.train_metrics_clientapp.items()},

@@ -72,7 +72,7 @@ def build_sites(recipe: FederatedRecipe) -> list[Site]:
     return simulate(load_data(recipe.data), split.sites, split.scheme, alpha=split.alpha, seed=split.seed)
 
 
-def _new_model(recipe: FederatedRecipe, backbone: Any, n_classes: int, seed: int) -> Any:
+def new_model(recipe: FederatedRecipe, backbone: Any, n_classes: int, seed: int) -> Any:
     """The preset's tuner on ``backbone``; the same seed gives the same initial adapter at every site."""
     from hfm.tuners import get_tuner
 
@@ -94,7 +94,7 @@ def _trainers(
         out.append(
             LocalTrainer(
                 name=site.name,
-                model=_new_model(recipe, backbone, site.splits.num_classes, seed),
+                model=new_model(recipe, backbone, site.splits.num_classes, seed),
                 labelled=drawn.labelled(site.splits.train),
                 test=site.splits.test,
                 federation=recipe.federation,
@@ -168,10 +168,10 @@ def run_one(
 
     start = time.perf_counter()
     fed = recipe.federation
-    trainers = _trainers(recipe, sites, backbone, k, seed)
-    server = _new_model(recipe, backbone, sites[0].splits.num_classes, seed)
+    trainers = [make_trainer(recipe, site, backbone, k, seed) for site in sites]
+    server = new_model(recipe, backbone, sites[0].splits.num_classes, seed)
     initial = trainable_state(server)
-    app = make_client_app(lambda node: trainers[node - 1])
+    app = make_client_app(lambda context: trainers[int(context.node_id) - 1])
     result = federate(app, len(sites), to_record(server, initial), fed, seed=seed)
     final = (
         initial

@@ -147,6 +147,24 @@ def _method(pub: Publication) -> dict[str, Any]:
     }
 
 
+def _federation(pub: Publication) -> str:
+    """One line on how a federated adapter was trained (sites with their counts, rounds, strategy); '' if not."""
+    fed = pub.config.get("federation")
+    if not isinstance(fed, dict):
+        return ""
+    sites = fed.get("sites") or []
+    counts = "; ".join(
+        f"{s.get('site', f'site-{i + 1}')}: " + ", ".join(f"{key} {s[key]}" for key in ("train", "labelled", "test") if key in s)
+        for i, s in enumerate(sites)
+    )
+    strategy = str(fed.get("strategy", "fedavg"))
+    mu = f" (proximal mu {fed['proximal_mu']})" if strategy == "fedprox" else ""
+    return (
+        f"yes: {len(sites)} sites trained this adapter with Flower, {fed.get('rounds')} rounds of `{strategy}`{mu}; "
+        f"only adapter weights left the sites. Sites (examples): {counts or 'not recorded'}."
+    )
+
+
 def _code_value(value: Any) -> str:
     """A loader keyword's value as Python source: dotted layer paths (``timm.layers.SwiGLUPacked``) as names."""
     if (
@@ -336,6 +354,7 @@ def card_parts(
         "repo_id": repo_id,
         "tuner": pub.tuner,
         "method": _method(pub),
+        "federation": _federation(pub),
         "usage_plain": _usage_plain(pub, repo_id),
         "versions": _versions(pub),
         "command": f"hfm run recipe.yaml  # recipe {recipe_name}" if recipe_name else "hfm run recipe.yaml",
