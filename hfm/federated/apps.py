@@ -84,7 +84,7 @@ def serve(grid: Grid, context: Context) -> None:
     model = new_model(recipe, backbone, len(classes), seed)
     strategy = make_strategy(recipe.federation, recipe.n_sites)
     result = start(strategy, grid, to_record(model), recipe.federation.rounds, quiet=False)
-    if result.arrays is not None:
+    if result.arrays is not None and len(result.arrays):
         import torch
 
         load_state(model, {name: torch.as_tensor(a.numpy()) for name, a in result.arrays.items()})

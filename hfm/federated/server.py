@@ -104,7 +104,7 @@ def _describe(msg: Message, direction: str, node_id: int) -> Sent:
         if type(record).__name__ == "ArrayRecord":
             for name, array in record.items():
                 sent.arrays[name] = tuple(array.shape)
-                sent.nbytes += len(array.data)
+                sent.nbytes += int(array.numpy().nbytes)
         elif type(record).__name__ == "MetricRecord":
             sent.metrics.update(dict(record))
         else:
@@ -266,7 +266,7 @@ def federate(
     finally:
         random.setstate(state)
     return FederationResult(
-        arrays=result.arrays,
+        arrays=result.arrays if result.arrays is not None and len(result.arrays) else None,
         train_metrics={int(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
         eval_metrics={int(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
         log=grid.log,
