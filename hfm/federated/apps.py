@@ -39,7 +39,9 @@ def trainer_for(context: Context) -> LocalTrainer:
 
     config = dict(context.node_config)
     if "recipe" not in config or "site" not in config:
-        raise ConfigError("a SuperNode needs --node-config \"recipe='PATH' site='NAME'\" (its recipe and site)")
+        raise ConfigError(
+            "a SuperNode needs --node-config \"recipe='PATH' site='NAME'\" (its recipe and site)"
+        )
     recipe = load(str(config["recipe"]))
     k, seed = _k_seed(recipe, dict(context.run_config))
     key = (str(config["recipe"]), str(config["site"]), k, seed)
@@ -47,15 +49,21 @@ def trainer_for(context: Context) -> LocalTrainer:
         name = str(config["site"])
         if recipe.sites is not None:  # a real site reads its own data block only
             if name not in [s.name for s in recipe.sites]:
-                raise ConfigError(f"site {name!r} is not in {config['recipe']}: use one of {[s.name for s in recipe.sites]}")
+                raise ConfigError(
+                    f"site {name!r} is not in {config['recipe']}: use one of {[s.name for s in recipe.sites]}"
+                )
             recipe.sites = [s for s in recipe.sites if s.name == name]
             site = build_sites(recipe)[0]
         else:
             sites = {s.name: s for s in build_sites(recipe)}
             if name not in sites:
-                raise ConfigError(f"site {name!r} is not a simulated site of {config['recipe']}: use one of {list(sites)}")
+                raise ConfigError(
+                    f"site {name!r} is not a simulated site of {config['recipe']}: use one of {list(sites)}"
+                )
             site = sites[name]
-        backbone = load_backbone(recipe.backbone.name, twin=recipe.backbone.twin, policy=recipe.backbone.policy)
+        backbone = load_backbone(
+            recipe.backbone.name, twin=recipe.backbone.twin, policy=recipe.backbone.policy
+        )
         _TRAINERS[key] = make_trainer(recipe, site, backbone, k, seed)
     return _TRAINERS[key]
 

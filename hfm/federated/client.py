@@ -182,7 +182,7 @@ def make_client_app(trainer_of: Callable[[Any], LocalTrainer]) -> ClientApp:
         trainer_of: Maps the Flower ``Context`` of a call (its ``node_id`` in simulation, its ``node_config``
             on a real SuperNode) to that node's :class:`LocalTrainer`.
     """
-    from flwr.app import Message, MetricRecord, RecordDict
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
 
     from hfm.federated.wire import from_record, to_record
@@ -192,10 +192,11 @@ def make_client_app(trainer_of: Callable[[Any], LocalTrainer]) -> ClientApp:
     @app.train()
     def train(msg: Message, context: Any) -> Message:
         trainer = trainer_of(context)
-        state = from_record(trainer.model, msg.content["arrays"])
-        config = msg.content["config"]
-        mu = float(config.get("proximal-mu", 0.0))
-        new, n, metrics = trainer.fit(state, int(config["server-round"]), mu)
+        arrays, config = msg.content["arrays"], msg.content["config"]
+        assert isinstance(arrays, ArrayRecord) and isinstance(config, ConfigRecord)
+        state = from_record(trainer.model, arrays)
+        mu = float(config.get("proximal-mu", 0.0))  # type: ignore[arg-type]
+        new, n, metrics = trainer.fit(state, int(config["server-round"]), mu)  # type: ignore[arg-type]
         content = RecordDict(
             {"arrays": to_record(trainer.model, new), "metrics": MetricRecord({"num-examples": n, **metrics})}
         )
@@ -204,7 +205,9 @@ def make_client_app(trainer_of: Callable[[Any], LocalTrainer]) -> ClientApp:
     @app.evaluate()
     def evaluate(msg: Message, context: Any) -> Message:
         trainer = trainer_of(context)
-        n, metrics = trainer.evaluate(from_record(trainer.model, msg.content["arrays"]))
+        arrays = msg.content["arrays"]
+        assert isinstance(arrays, ArrayRecord)
+        n, metrics = trainer.evaluate(from_record(trainer.model, arrays))
         content = RecordDict({"metrics": MetricRecord({"num-examples": n, **metrics})})
         return Message(content=content, reply_to=msg)
 

@@ -93,7 +93,7 @@ class FederatedRecipe(_Strict):
     preset: str | Preset
     shots: list[int] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    federation: FederationBlock = Field(default_factory=FederationBlock)
+    federation: FederationBlock = Field(default_factory=lambda: FederationBlock.model_validate({}))
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: list[str] = Field(default_factory=lambda: list(METRICS), min_length=1)
     primary_metric: str = "balanced_accuracy"

@@ -97,15 +97,17 @@ def _describe(msg: Message, direction: str, node_id: int) -> Sent:
     sent = Sent(direction=direction, message_type=msg.metadata.message_type, node_id=node_id)
     if msg.has_error():
         return sent
+    from flwr.app import ArrayRecord, MetricRecord
+
     content = msg.content
     kinds = []
     for key, record in content.items():
         kinds.append(type(record).__name__)
-        if type(record).__name__ == "ArrayRecord":
+        if isinstance(record, ArrayRecord):
             for name, array in record.items():
                 sent.arrays[name] = tuple(array.shape)
                 sent.nbytes += int(array.numpy().nbytes)
-        elif type(record).__name__ == "MetricRecord":
+        elif isinstance(record, MetricRecord):
             sent.metrics.update(dict(record))
         else:
             sent.configs.update({f"{key}.{k}": v for k, v in dict(record).items()})

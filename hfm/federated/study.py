@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hfm._fs import move_into_place
-from hfm.data.episodes import draw
+from hfm.data.episodes import Episode, draw, episode, group_name
 from hfm.errors import ConfigError
 from hfm.federated.client import LocalTrainer, concat, make_client_app
 from hfm.federated.recipe import FederatedRecipe, check_paths, load, to_yaml
@@ -83,26 +83,39 @@ def new_model(recipe: FederatedRecipe, backbone: Any, n_classes: int, seed: int)
     return tuner(own, n_classes, **preset.params)
 
 
-def _trainers(
-    recipe: FederatedRecipe, sites: list[Site], backbone: Any, k: int, seed: int
-) -> list[LocalTrainer]:
+def site_episode(site: Site, k: int, seed: int) -> Episode:
+    """The site's own draw: k per class from its train split by hfm's draw (leak-free, nested across k).
+
+    A label-skewed site may lack a class altogether or hold fewer than k of one: it contributes what it has
+    (``allow_fewer``), and a class it never saw is left out of its draw.
+    """
+    splits = site.splits
+    present = set(splits.train.labels.tolist())
+    if len(present) == splits.num_classes:
+        return draw(splits, k, seed, allow_fewer=True).episode
+    return episode(
+        splits.train,
+        k,
+        seed,
+        group_key=group_name(splits),
+        exclude_groups=splits.heldout_groups() if splits.train.groups is not None else None,
+        allow_fewer=True,
+        fingerprint=splits.fingerprint,
+    )
+
+
+def make_trainer(recipe: FederatedRecipe, site: Site, backbone: Any, k: int, seed: int) -> LocalTrainer:
+    """A site's trainer: its own draw of k per class (hfm's draw) and its own copy of the initial adapter."""
     preset = recipe.resolved_preset
-    training = {**preset.training, **recipe.training}
-    out = []
-    for site in sites:
-        drawn = draw(site.splits, k, seed, allow_fewer=True)
-        out.append(
-            LocalTrainer(
-                name=site.name,
-                model=new_model(recipe, backbone, site.splits.num_classes, seed),
-                labelled=drawn.labelled(site.splits.train),
-                test=site.splits.test,
-                federation=recipe.federation,
-                training=training,
-                seed=seed,
-            )
-        )
-    return out
+    return LocalTrainer(
+        name=site.name,
+        model=new_model(recipe, backbone, site.splits.num_classes, seed),
+        labelled=site_episode(site, k, seed).subset(site.splits.train),
+        test=site.splits.test,
+        federation=recipe.federation,
+        training={**preset.training, **recipe.training},
+        seed=seed,
+    )
 
 
 def _alone(trainer: LocalTrainer, initial: dict[str, torch.Tensor], rounds: int) -> dict[str, torch.Tensor]:
@@ -271,9 +284,7 @@ def _write_run(
         server.save(tmp / "adapter", metadata=metadata)
         (tmp / "metrics.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         for site in sites:  # each site's own draw, kept beside the run (in simulation only)
-            draw(site.splits, k, seed, allow_fewer=True).save(
-                tmp / "sites" / site.name / "episode.json", site.splits.train
-            )
+            site_episode(site, k, seed).save(tmp / "sites" / site.name / "episode.json")
         move_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

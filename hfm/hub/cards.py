@@ -154,7 +154,8 @@ def _federation(pub: Publication) -> str:
         return ""
     sites = fed.get("sites") or []
     counts = "; ".join(
-        f"{s.get('site', f'site-{i + 1}')}: " + ", ".join(f"{key} {s[key]}" for key in ("train", "labelled", "test") if key in s)
+        f"{s.get('site', f'site-{i + 1}')}: "
+        + ", ".join(f"{key} {s[key]}" for key in ("train", "labelled", "test") if key in s)
         for i, s in enumerate(sites)
     )
     strategy = str(fed.get("strategy", "fedavg"))

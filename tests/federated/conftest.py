@@ -19,7 +19,14 @@ from hfm.federated.sites import Site, simulate  # noqa: E402
 from hfm.tuners import get_tuner  # noqa: E402
 
 TWIN = "radiology/rad-dino"
-SYNTHETIC = {"type": "synthetic", "n_classes": 3, "n_per_class": 12, "n_val_per_class": 2, "n_test_per_class": 4, "size": 32}
+SYNTHETIC = {
+    "type": "synthetic",
+    "n_classes": 3,
+    "n_per_class": 12,
+    "n_val_per_class": 2,
+    "n_test_per_class": 4,
+    "size": 32,
+}
 
 
 @pytest.fixture(scope="module")

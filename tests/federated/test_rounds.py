@@ -106,7 +106,13 @@ def test_simulation_is_deterministic_under_a_seed(trainers_of: Any) -> None:
     federation = FederationBlock(rounds=2, local_steps=4, lr=0.1)
     first = arrays_of(_run(trainers_of(seed=3, federation=federation), federation, seed=3).arrays)
     second = arrays_of(_run(trainers_of(seed=3, federation=federation), federation, seed=3).arrays)
-    other = arrays_of(_run(trainers_of(seed=4, federation=federation, tuner="probe", params={"hidden_dim": 8}), federation, seed=4).arrays)
+    other = arrays_of(
+        _run(
+            trainers_of(seed=4, federation=federation, tuner="probe", params={"hidden_dim": 8}),
+            federation,
+            seed=4,
+        ).arrays
+    )
     assert first.keys() == second.keys()
     for name in first:
         assert np.array_equal(first[name], second[name])
@@ -115,7 +121,14 @@ def test_simulation_is_deterministic_under_a_seed(trainers_of: Any) -> None:
 
 def test_end_to_end_tuner_is_deterministic_under_a_seed(trainers_of: Any) -> None:
     federation = FederationBlock(rounds=1, local_epochs=1)
-    runs = [arrays_of(_run(trainers_of("lora", seed=1, sizes=(2, 3, 4), federation=federation), federation, seed=1).arrays) for _ in range(2)]
+    runs = [
+        arrays_of(
+            _run(
+                trainers_of("lora", seed=1, sizes=(2, 3, 4), federation=federation), federation, seed=1
+            ).arrays
+        )
+        for _ in range(2)
+    ]
     for name in runs[0]:
         assert np.array_equal(runs[0][name], runs[1][name])
 
