@@ -79,7 +79,7 @@ def build_cnn(train_on: str, folder: Path, epochs: int = 8, seed: int = 0) -> Pa
     model = timm.create_model("resnet18", pretrained=False, num_classes=splits.num_classes, **args)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     weight = len(y) / (splits.num_classes * torch.bincount(y).float())
-    for _ in tqdm(range(epochs), desc=f"supervised CNN on {train_on} train"):
+    for _ in tqdm(range(epochs), desc=f"supervised CNN on {train_on} train", disable=epochs == 0):
         model.train()
         for idx in torch.randperm(len(y)).split(64):
             flip = x[idx].flip(-1) if torch.rand(()) < 0.5 else x[idx]
@@ -104,7 +104,7 @@ def build_cnn(train_on: str, folder: Path, epochs: int = 8, seed: int = 0) -> Pa
     return folder
 
 
-def backbone_for(dataset: str, given: str | None) -> str:
+def backbone_for(dataset: str, given: str | None, epochs: int) -> str:
     if given:
         folder = Path(given.removeprefix("local-dir:"))
         if not folder.is_dir():
@@ -112,9 +112,9 @@ def backbone_for(dataset: str, given: str | None) -> str:
                 f"federated.py: backbone folder {folder} does not exist; omit --backbone to build the default one"
             )
         return f"local-dir:{folder}"
-    folder = cache_root() / f"cnn-{OTHER[dataset]}"
+    folder = cache_root() / f"cnn-{OTHER[dataset]}-e{epochs}"
     if not (folder / "config.json").is_file():
-        build_cnn(OTHER[dataset], folder)
+        build_cnn(OTHER[dataset], folder, epochs=epochs)
     return f"local-dir:{folder}"
 
 
@@ -147,7 +147,11 @@ def recipe_for(args: Any, dataset: str, scheme: str, strategy: str) -> dict[str,
             "size": 32,
         }
         return {**base, "backbone": {"name": "radiology/rad-dino", "twin": True}, "data": data}
-    return {**base, "backbone": {"name": backbone_for(dataset, args.backbone)}, "data": _data_block(dataset)}
+    return {
+        **base,
+        "backbone": {"name": backbone_for(dataset, args.backbone, args.cnn_epochs)},
+        "data": _data_block(dataset),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         "--backbone", help="local-dir:PATH of a timm backbone (default: a CNN trained on the other set)"
     )
     p.add_argument("--datasets", default="breastmnist,bccd")
+    p.add_argument(
+        "--cnn-epochs",
+        type=int,
+        default=8,
+        help="epochs of the default CNN on the other set (0: random init)",
+    )
     p.add_argument("--shots", type=lambda s: [int(x) for x in s.split(",")], default=None)
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--sites", type=int, default=4)
@@ -163,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--local-steps", type=int, default=20)
     p.add_argument("--mu", type=float, default=0.1)
+    p.add_argument("--all-settings", action="store_true", help="every (iid, dirichlet) x (fedavg, fedprox)")
     args = parse_args(p, argv)
     args.shots = args.shots or ([2] if args.quick else [1, 4])
     args.seeds = args.seeds or (1 if args.quick else 5)

@@ -91,3 +91,17 @@ def test_recipe_with_own_sources_per_site(tmp_path: Path) -> None:
     assert recipe.n_sites == 2 and recipe.resolved_preset.tuner == "probe"
     with pytest.raises(ConfigError, match="distinct"):
         parse({**data, "sites": [{"name": "a", "data": SYNTHETIC}, {"name": "a", "data": SYNTHETIC}]})
+
+
+FEDERATED_RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes" / "federated").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", FEDERATED_RECIPES, ids=lambda p: p.name)
+def test_shipped_federated_recipes_validate(path: Path) -> None:
+    from hfm.federated.recipe import load
+    from hfm.recipes import check_backbone
+
+    recipe = load(path)
+    assert recipe.n_sites >= 2
+    check_backbone(recipe.backbone, str(path))
+    assert (path.parent / "README.md").is_file()
