@@ -173,12 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--local-steps", type=int, default=20)
     p.add_argument("--mu", type=float, default=0.1)
-    p.add_argument("--all-settings", action="store_true", help="every (iid, dirichlet) x (fedavg, fedprox)")
     args = parse_args(p, argv)
     args.shots = args.shots or ([2] if args.quick else [1, 4])
     args.seeds = args.seeds or (1 if args.quick else 5)
     args.rounds = args.rounds or (2 if args.quick else 20)
-    threads = setup_threads(args.threads)
+    threads = setup_threads(args.threads or 1)  # tiny heads: one thread, or threads spin on a busy machine
     from hfm.federated.recipe import parse
     from hfm.federated.study import run
 
