@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     out_root = cache_root() / ("quick" if args.quick else "runs")
     rows, start = [], time.perf_counter()
     settings = (
-        [("iid", "fedavg"), ("dirichlet", "fedprox")]
+        [("dirichlet", "fedprox")]
         if args.quick
         else [(scheme, strategy) for scheme in ("iid", "dirichlet") for strategy in ("fedavg", "fedprox")]
     )
