@@ -208,6 +208,32 @@ def select_command(
     click.echo(f"round {selection.round}: {len(selection.ids)} image(s) to label in {selection.files[0]}")
 
 
+@cli.command("federate")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", help="Study folder (default: the recipe's output, else runs/<name>).")
+@click.option("--shots", help="k per class at each site, comma-separated, e.g. 1,4.")
+@click.option("--seeds", help="Seeds, comma-separated, e.g. 0,1,2.")
+@click.option("--twin", is_flag=True, help="Use the backbone's tiny random twin (offline smoke run).")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def federate_command(
+    recipe: str, out: str | None, shots: str | None, seeds: str | None, twin: bool, no_progress: bool
+) -> None:
+    """Federated few-shot adaptation on Flower: sites train one adapter together, sharing only its weights."""
+    from hfm.federated import require_flwr
+
+    require_flwr()
+    from hfm.federated.study import run as federate
+
+    federate(
+        recipe,
+        out=out,
+        shots=_int_list(shots, "--shots"),  # type: ignore[arg-type]
+        seeds=_int_list(seeds, "--seeds"),  # type: ignore[arg-type]
+        twin=True if twin else None,
+        progress=not no_progress,
+    )
+
+
 @cli.command("validate")
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 def validate_command(recipes: tuple[str, ...]) -> None:

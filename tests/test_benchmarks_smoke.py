@@ -40,6 +40,7 @@ def load(name: str) -> ModuleType:
         ("lora_vs_full", "lora_vs_full", []),
         ("gpu", "gpu", ["--dry-run"]),
         ("active_learning", "active_learning", []),
+        ("federated", "federated", []),
     ],
 )
 def test_benchmark_quick_mode_prints_a_ratio(

@@ -174,6 +174,25 @@ def _queries(pub: Publication) -> list[dict[str, Any]]:
     return [dict(q) for q in recorded if isinstance(q, dict)] if isinstance(recorded, list) else []
 
 
+def _federation(pub: Publication) -> str:
+    """One line on how a federated adapter was trained (sites with their counts, rounds, strategy); '' if not."""
+    fed = pub.config.get("federation")
+    if not isinstance(fed, dict):
+        return ""
+    sites = fed.get("sites") or []
+    counts = "; ".join(
+        f"{s.get('site', f'site-{i + 1}')}: "
+        + ", ".join(f"{key} {s[key]}" for key in ("train", "labelled", "test") if key in s)
+        for i, s in enumerate(sites)
+    )
+    strategy = str(fed.get("strategy", "fedavg"))
+    mu = f" (proximal mu {fed['proximal_mu']})" if strategy == "fedprox" else ""
+    return (
+        f"yes: {len(sites)} sites trained this adapter with Flower, {fed.get('rounds')} rounds of `{strategy}`{mu}; "
+        f"only adapter weights left the sites. Sites (examples): {counts or 'not recorded'}."
+    )
+
+
 def _code_value(value: Any) -> str:
     """A loader keyword's value as Python source: dotted layer paths (``timm.layers.SwiGLUPacked``) as names."""
     if (
@@ -372,6 +391,7 @@ def card_parts(
         "method": _method(pub),
         "text_head": pub.config.get("text_head") or {},
         "queries": _queries(pub),
+        "federation": _federation(pub),
         "usage_plain": _usage_plain(pub, repo_id),
         "versions": _versions(pub),
         "command": f"hfm run recipe.yaml  # recipe {recipe_name}" if recipe_name else "hfm run recipe.yaml",
