@@ -18,6 +18,7 @@ _EXPORTS = {
     "get_tuner": "hfm.tuners",
     "load_adapter": "hfm.adapter",
     "run": "hfm.runner",
+    "pretrain": "hfm.pretrain",
     "push": "hfm.hub.push",
     "pull": "hfm.hub.pull",
     "HfmError": "hfm.errors",
