@@ -13,7 +13,8 @@ from hfm.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET_FILES = sorted((ROOT / "adapters").rglob("*.yaml"))
-RECIPE_FILES = sorted((ROOT / "recipes").rglob("*.yaml"))
+# recipes/pretrain/ holds `hfm pretrain` recipes (another schema), tested in tests/pretrain/.
+RECIPE_FILES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "pretrain" not in p.parts)
 
 
 def _write(tmp_path: Path, data: dict, name: str = "r.yaml") -> Path:

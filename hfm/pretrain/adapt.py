@@ -63,8 +63,8 @@ def last_blocks(model: nn.Module, count: int) -> list[nn.Module]:
 
 
 def _lora_targets(backbone: Backbone) -> Any:
-    targets = backbone.spec.lora_targets
-    targets = targets if isinstance(targets, str) else list(targets)
+    spec_targets = backbone.spec.lora_targets
+    targets = spec_targets if isinstance(spec_targets, str) else list(spec_targets)
     if not targets:
         raise PretrainError(
             f"backbone {backbone.spec.name!r} has no default LoRA targets: use adapt.mode 'all' or 'last_blocks'"

@@ -234,11 +234,11 @@ class PretrainRecipe(_Strict):
     description: str = ""
     backbone: StartBlock
     data: list[dict[str, Any]]
-    objective: DinoBlock = Field(default_factory=DinoBlock)
-    views: ViewsBlock = Field(default_factory=ViewsBlock)
-    adapt: AdaptBlock = Field(default_factory=AdaptBlock)
-    schedule: ScheduleBlock = Field(default_factory=ScheduleBlock)
-    monitor: MonitorBlock = Field(default_factory=MonitorBlock)
+    objective: DinoBlock = Field(default_factory=lambda: DinoBlock.model_validate({}))
+    views: ViewsBlock = Field(default_factory=lambda: ViewsBlock.model_validate({}))
+    adapt: AdaptBlock = Field(default_factory=lambda: AdaptBlock.model_validate({}))
+    schedule: ScheduleBlock = Field(default_factory=lambda: ScheduleBlock.model_validate({}))
+    monitor: MonitorBlock = Field(default_factory=lambda: MonitorBlock.model_validate({}))
     export: Literal["teacher", "student"] = "teacher"
     output: str = "runs/pretrain/backbone"
 

@@ -90,7 +90,7 @@ def _from_scratch(recipe: PretrainRecipe) -> tuple[Backbone, dict[str, Any]]:
         model = timm.create_model(str(block.architecture), pretrained=False, num_classes=0, **kwargs)
     except (RuntimeError, ValueError, TypeError, AssertionError) as err:
         raise PretrainError(f"timm cannot build {block.architecture!r} with {kwargs}: {err}") from err
-    model.pretrained_cfg = {
+    model.pretrained_cfg = {  # type: ignore[assignment]
         **dict(getattr(model, "pretrained_cfg", {}) or {}),
         "architecture": block.architecture,
         "input_size": (3, size, size),
@@ -144,7 +144,8 @@ def _step_seed(seed: int, epoch: int, step: int) -> int:
 
 
 def _optimizer(module: torch.nn.Module, weight_decay: float, lr: float) -> torch.optim.AdamW:
-    decay, plain = [], []
+    decay: list[torch.nn.Parameter] = []
+    plain: list[torch.nn.Parameter] = []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
@@ -201,7 +202,7 @@ def pretrain(
     from hfm.embeddings import autocast, launched_on_cpu, resolve_precision
 
     if isinstance(recipe, (str, os.PathLike)):
-        recipe = load_recipe(recipe)
+        recipe = load_recipe(Path(recipe))
     recipe = parse_recipe(recipe)
     sched = recipe.schedule
     show = sched.progress if progress is None else progress

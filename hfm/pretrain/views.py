@@ -62,9 +62,9 @@ def make_transform(backbone: Backbone, views: ViewsBlock) -> Any:
     # the amounts are doubled to mean what the recipe says.
     return DINOTransform(
         global_crop_size=backbone.spec.input_size,
-        global_crop_scale=tuple(views.global_scale),
+        global_crop_scale=views.global_scale,
         local_crop_size=local_size(backbone, views),
-        local_crop_scale=tuple(views.local_scale),
+        local_crop_scale=views.local_scale,
         n_local_views=views.local_crops,
         hf_prob=views.hflip,
         vf_prob=views.vflip,
@@ -75,8 +75,8 @@ def make_transform(backbone: Backbone, views: ViewsBlock) -> Any:
         cj_sat=2 * views.saturation,
         cj_hue=min(0.5, 2 * views.hue),
         random_gray_scale=0.0,
-        gaussian_blur=tuple(views.blur),
-        sigmas=tuple(views.sigmas),
+        gaussian_blur=views.blur,
+        sigmas=views.sigmas,
         solarization_prob=0.0,
         normalize={"mean": list(backbone.spec.mean), "std": list(backbone.spec.std)},
     )
