@@ -292,9 +292,13 @@ def push_command(
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def pretrain_command(recipe: str, out: str | None, resume: bool, no_progress: bool) -> None:
     """Self-supervised (continued) pretraining of a backbone on unlabelled images; writes a backbone folder."""
+    import os
+
     from hfm.pretrain import pretrain
 
     result = pretrain(recipe, out=out, resume=resume, progress=False if no_progress else None)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only the main process reports
     if result.stopped:
         click.echo(f"stopped early: {result.stopped}")
     kept = f"epoch {result.best_epoch}" if result.best_epoch else "the starting weights"

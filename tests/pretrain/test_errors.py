@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from hfm.cli import cli, main
 from hfm.errors import ConfigError, DataError
 from hfm.pretrain import PretrainError, parse_recipe, pretrain
-from tests.pretrain.conftest import tiny_recipe
+from pretrain.conftest import tiny_recipe
 
 
 def test_too_few_images(tmp_path: Path) -> None:

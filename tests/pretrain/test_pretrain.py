@@ -14,7 +14,7 @@ import hfm
 from hfm.embeddings import extract
 from hfm.pretrain import PretrainError, pretrain
 from hfm.pretrain.dino import Dino
-from tests.pretrain.conftest import tiny_recipe
+from pretrain.conftest import tiny_recipe
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
