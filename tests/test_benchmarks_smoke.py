@@ -39,6 +39,8 @@ def load(name: str) -> ModuleType:
         ("probe_fit", "probe_fit", []),
         ("lora_vs_full", "lora_vs_full", []),
         ("gpu", "gpu", ["--dry-run"]),
+        ("pretrain_throughput", "pretrain_throughput", []),
+        ("pretrain_study", "pretrain_study", []),
     ],
 )
 def test_benchmark_quick_mode_prints_a_ratio(

@@ -82,6 +82,9 @@ def make_transform(backbone: Backbone, views: ViewsBlock) -> Any:
     )
 
 
+CACHE_BYTES = 2 * 2**30
+
+
 def view_seed(seed: int, epoch: int, index: int) -> int:
     """The random state of one image's views in one epoch."""
     return (seed * 1_000_003 + epoch * 100_003 + index * 7 + 12_345) % (2**32 - 1)
@@ -90,23 +93,41 @@ def view_seed(seed: int, epoch: int, index: int) -> int:
 class MultiCropDataset(Dataset[list[torch.Tensor]]):
     """The views of every train image: a list ``[global_0, global_1, local_0, ...]`` of tensors.
 
+    Decoded images are kept in memory up to ``cache_bytes`` (per DataLoader worker): pretraining reads every
+    image every epoch, and decoding PNG files would otherwise cost more than the model's step on a small CPU.
+
     Args:
         subset: The train images (labels unused).
         transform: Image to list of views (:func:`make_transform`).
         seed: Pretraining seed.
+        cache_bytes: Memory for decoded images.
     """
 
-    def __init__(self, subset: Subset, transform: Any, seed: int) -> None:
+    def __init__(self, subset: Subset, transform: Any, seed: int, *, cache_bytes: int = CACHE_BYTES) -> None:
         self.subset = subset
         self.transform = transform
         self.seed = seed
         self.epoch = 0
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, np.ndarray] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.subset)
 
+    def _pixels(self, index: int) -> np.ndarray:
+        """The decoded image; kept in memory while the cache has room (every epoch reads every image)."""
+        hit = self._cache.get(index)
+        if hit is not None:
+            return hit
+        pixels = to_uint8_rgb(self.subset.image(index))
+        if self._cached_bytes + pixels.nbytes <= self.cache_bytes:
+            self._cache[index] = pixels
+            self._cached_bytes += pixels.nbytes
+        return pixels
+
     def __getitem__(self, index: int) -> list[torch.Tensor]:
-        image = Image.fromarray(to_uint8_rgb(self.subset.image(index)))
+        image = Image.fromarray(self._pixels(index))
         state = view_seed(self.seed, self.epoch, index)
         random.seed(state)
         np.random.seed(state)
