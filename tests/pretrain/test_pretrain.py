@@ -206,3 +206,18 @@ def test_card_records_the_start_data_and_schedule(tmp_path: Path) -> None:
     card = (out / "README.md").read_text()
     assert "timm vit_tiny_patch16_224 (random init)" in card
     assert "Not for diagnostic use" in card
+
+
+def test_explora_adapts_the_last_block_fully_and_lora_elsewhere(tmp_path: Path) -> None:
+    recipe = tiny_recipe(
+        adapt={"mode": "explora", "blocks": 1, "r": 4}, export="student", monitor={"enabled": False}
+    )
+    pretrain(recipe, out=tmp_path / "out")
+    start = hfm.pretrain.loop.load_start(hfm.pretrain.parse_recipe(recipe))[0].model.state_dict()
+    kept = _weights(tmp_path / "out")
+    assert kept.keys() == start.keys()
+    changed = {k for k, v in start.items() if not torch.equal(kept[k], v)}
+    assert any(k.startswith("blocks.1.mlp.") for k in changed)  # the last block adapts in full
+    early = {k for k in changed if k.startswith("blocks.0.")}
+    assert early and all(".attn." in k for k in early), early  # LoRA (merged) on the first block's attention
+    assert "patch_embed.proj.weight" not in changed
