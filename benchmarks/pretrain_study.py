@@ -124,7 +124,8 @@ def study_recipe(
     return {
         **RECIPE,
         "name": f"dino-resnet18w16-{target}",
-        "description": f"DINO from scratch on {target} train + BCCD train images (hfm pretrain study)",
+        "description": f"DINO from scratch on {target} train images{' + BCCD train' if bccd else ''} "
+        "(hfm pretrain study)",
         "backbone": ARCH,
         "data": [blocks[target], *([blocks["bccd"]] if bccd else [])],
     }
