@@ -344,7 +344,8 @@ def pretrain(
                     best_state = _cpu_state(exported.backbone)
                 state["stopped"] = stop
                 bar.set_postfix(loss=f"{entry['loss']:.4f}", knn=f"{check.knn:.3f}")
-            if main:
+            # The last epoch needs no checkpoint: the export follows at once (and removes the checkpoint).
+            if main and not (last or state["stopped"]):
                 _save(
                     ckpt,
                     {
