@@ -10,12 +10,11 @@ PLOT_NAME = "pretrain_monitor.png"
 
 def plot_history(history: list[dict[str, Any]], checks: list[dict[str, Any]], path: Path) -> None:
     """Loss per epoch, and the monitor's k-NN score and spread, side by side."""
-    import matplotlib
+    # A bare Figure draws off-screen without touching pyplot's backend (a notebook keeps its inline plots).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig = Figure(figsize=(9, 3.4))
+    left, right = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
     left.plot(epochs, [h["loss"] for h in history], marker="o")
     left.set(xlabel="epoch", ylabel="DINO loss", title="objective")
@@ -28,7 +27,6 @@ def plot_history(history: list[dict[str, Any]], checks: list[dict[str, Any]], pa
     right.set(xlabel="epoch", title="monitor (train split only)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def render(facts: dict[str, Any]) -> str:
