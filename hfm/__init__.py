@@ -19,6 +19,7 @@ _EXPORTS = {
     "get_method": "hfm.methods",
     "load_adapter": "hfm.adapter",
     "run": "hfm.runner",
+    "pretrain": "hfm.pretrain",
     "push": "hfm.hub.push",
     "pull": "hfm.hub.pull",
     "HfmError": "hfm.errors",

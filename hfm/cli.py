@@ -393,6 +393,31 @@ def push_command(
         click.echo(f"pushed to {result.repo_id}: {created}commit {result.commit} on {result.revision}")
 
 
+@cli.command("pretrain")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Backbone folder (default: the recipe's output)."
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch checkpoint.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def pretrain_command(recipe: str, out: str | None, resume: bool, no_progress: bool) -> None:
+    """Self-supervised (continued) pretraining of a backbone on unlabelled images; writes a backbone folder."""
+    import os
+
+    from hfm.pretrain import pretrain
+
+    result = pretrain(recipe, out=out, resume=resume, progress=False if no_progress else None)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only the main process reports
+    if result.stopped:
+        click.echo(f"stopped early: {result.stopped}")
+    kept = f"epoch {result.best_epoch}" if result.best_epoch else "the starting weights"
+    click.echo(
+        f"pretrained on {result.images} images for {result.epochs} epoch(s) in {result.seconds:.0f} s; kept "
+        f"{kept}; load it with hfm.load_backbone('local-dir:{result.output}')"
+    )
+
+
 @cli.command("pull")
 @click.argument("repo_id")
 @click.option("--revision", help="Branch, tag or commit (default: main).")

@@ -41,6 +41,8 @@ def load(name: str) -> ModuleType:
         ("gpu", "gpu", ["--dry-run"]),
         ("active_learning", "active_learning", []),
         ("federated", "federated", []),
+        ("pretrain_throughput", "pretrain_throughput", []),
+        ("pretrain_study", "pretrain_study", []),
     ],
 )
 def test_benchmark_quick_mode_prints_a_ratio(

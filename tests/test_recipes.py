@@ -13,8 +13,11 @@ from hfm.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET_FILES = sorted((ROOT / "adapters").rglob("*.yaml"))
-# Federated recipes (recipes/federated, for hfm federate) have their own schema and tests (tests/federated).
-RECIPE_FILES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "federated" not in p.parts)
+# Federated (recipes/federated, hfm federate) and pretraining (recipes/pretrain, hfm pretrain) recipes have their
+# own schemas and tests (tests/federated, tests/pretrain).
+RECIPE_FILES = sorted(
+    p for p in (ROOT / "recipes").rglob("*.yaml") if not {"federated", "pretrain"} & set(p.parts)
+)
 
 
 def _write(tmp_path: Path, data: dict, name: str = "r.yaml") -> Path:

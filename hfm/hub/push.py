@@ -96,7 +96,8 @@ def push(
     attempts: int = 5,
     backoff: float = 1.0,
 ) -> PushResult:
-    """Publish ``folder`` (adapter, run or sweep) to ``repo_id`` in one commit, private unless ``public``.
+    """Publish ``folder`` (adapter, run, sweep or pretrained backbone) to ``repo_id`` in one commit, private unless
+    ``public``.
 
     Args:
         folder: The local folder; only read.
@@ -117,6 +118,15 @@ def push(
     Raises:
         HubError: A refused or failed push; the message says whether anything reached the Hub.
     """
+    from hfm.hub.backbone_push import is_pretrained_backbone, push_backbone
+
+    if is_pretrained_backbone(Path(folder)):
+        if repo_id is None or not _REPO_ID.match(repo_id):
+            raise HubError(f"{folder}: pass the target repository as ORG/NAME, e.g. --repo my-lab/busi-dino")
+        return push_backbone(  # type: ignore[return-value]
+            Path(folder), repo_id, public=bool(public), revision=revision, dry_run=dry_run,
+            license_ack=license_ack, message=message, attempts=attempts, backoff=backoff,
+        )  # fmt: skip
     pub = inspect_folder(folder, preset=preset, k=k, seed=seed)
     try:  # never publish what `hfm predict` would reject
         verify_for_publishing(pub.adapter_dir)

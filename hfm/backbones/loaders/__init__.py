@@ -13,6 +13,7 @@ only when the user passes ``allow_pickle=True`` by name, and are then read with 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -32,6 +33,9 @@ from hfm.backbones.names import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, resolve_name
 from hfm.backbones.spec import BackboneSpec
 from hfm.errors import BackboneLoadError, BackboneNotFoundError, RemoteCodeError
 from hfm.policy import LoadPolicy
+
+# Written by ``hfm pretrain`` next to the library's own files: the spec the folder loads with.
+SPEC_FILE = "hfm_spec.json"
 
 __all__ = ["HF_HUB_PREFIX", "LOCAL_DIR_PREFIX", "build_from_folder", "load_backbone", "resolve_name"]
 
@@ -150,6 +154,8 @@ def build_from_folder(
     from its pickled weights (restricted to tensors, see :func:`load_backbone`); its ``trust_remote_code``
     lets a transformers model run the folder's code.
     """
+    if spec is None:
+        spec = folder_spec(folder, name=name, hub_id=hub_id)
     # A catalog spec names its library; otherwise the files decide (an hf-hub: id may hold any library).
     loader = spec.loader if spec is not None else detect_family(folder)
     model: nn.Module
@@ -181,6 +187,21 @@ def build_from_folder(
         backbone.to(device=device, dtype=dtype)
     backbone.mark_pristine()
     return backbone
+
+
+def folder_spec(folder: Path, *, name: str, hub_id: str) -> BackboneSpec | None:
+    """The spec a folder written by ``hfm pretrain`` carries in ``hfm_spec.json`` (pooling, loader kwargs...).
+
+    Its name and Hub id become the ones it is loaded by, so caches never mix it up with its base model.
+    """
+    path = folder / SPEC_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return BackboneSpec.from_dict(data).replace(name=name, hub_id=hub_id, revision=None)
+    except (ValueError, TypeError) as err:
+        raise BackboneLoadError(f"{name}: {path} is not a valid hfm backbone spec ({err})") from err
 
 
 def _layout(model: nn.Module, spec: BackboneSpec) -> tuple[int, int | None]:

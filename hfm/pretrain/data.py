@@ -1,0 +1,75 @@
+"""The images pretraining reads: the train split of one or more data sources, never val or test.
+
+Several sources (sites, scanners, public sets) are concatenated; the labels of the first source feed only the
+monitor (a k-NN score on its train split), never the objective.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hfm.data.splits import Subset
+
+
+class _ConcatReader:
+    """Reads image ``j`` of a concatenation from the source that holds it (a class, so it pickles)."""
+
+    def __init__(self, readers: list[Any], starts: list[int]) -> None:
+        self.readers = readers
+        self.starts = starts
+
+    def __call__(self, j: int) -> Any:
+        part = bisect.bisect_right(self.starts, j) - 1
+        return self.readers[part](j - self.starts[part])
+
+
+@dataclass
+class TrainImages:
+    """The pretraining images.
+
+    Attributes:
+        images: Every train image of every source (labels: the source's own, unused by the objective).
+        labelled: The first source's train split, for the monitor.
+        fingerprint: Hash of every source's train fingerprint, in order.
+        counts: Train images per source.
+        split_info: How each source's splits were made.
+    """
+
+    images: Subset
+    labelled: Subset
+    fingerprint: str
+    counts: list[int]
+    split_info: list[dict[str, Any]]
+
+
+def load_train(sources: list[dict[str, Any]]) -> TrainImages:
+    """Load each source and keep its train split only (the val and test readers are never called)."""
+    from hfm.data import load_data
+
+    loaded = [load_data(source) for source in sources]
+    trains = [splits.train for splits in loaded]
+    infos = [dict(splits.split_info) for splits in loaded]
+    starts = [0]
+    for subset in trains[:-1]:
+        starts.append(starts[-1] + len(subset))
+    if len(trains) == 1:
+        images = trains[0]
+    else:
+        images = Subset(
+            ids=[f"{i}:{x}" for i, subset in enumerate(trains) for x in subset.ids],
+            labels=np.concatenate([subset.labels for subset in trains]),
+            reader=_ConcatReader([subset.reader for subset in trains], starts),
+        )
+    digest = hashlib.sha256("\n".join(subset.fingerprint() for subset in trains).encode()).hexdigest()
+    return TrainImages(
+        images=images,
+        labelled=trains[0],
+        fingerprint=digest,
+        counts=[len(subset) for subset in trains],
+        split_info=infos,
+    )

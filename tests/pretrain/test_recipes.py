@@ -1,0 +1,33 @@
+"""Every shipped pretrain recipe validates, and the smoke recipe runs end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import hfm
+from hfm.pretrain import load_recipe, pretrain
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted((ROOT / "recipes" / "pretrain").glob("*.yaml"))
+
+
+def test_there_are_pretrain_recipes() -> None:
+    assert len(RECIPES) >= 2
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_pretrain_recipe_validates(path: Path) -> None:
+    recipe = load_recipe(path)
+    assert recipe.name
+    assert recipe.output.startswith("runs/pretrain/")
+
+
+def test_smoke_recipe_runs(tmp_path: Path) -> None:
+    result = pretrain(
+        ROOT / "recipes" / "pretrain" / "smoke__dino-twin.yaml", out=tmp_path / "out", progress=False
+    )
+    assert result.epochs == 2
+    backbone = hfm.load_backbone(f"local-dir:{tmp_path / 'out'}")
+    assert backbone.spec.embed_dim == result.backbone.spec.embed_dim
