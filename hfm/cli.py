@@ -236,7 +236,14 @@ def federate_command(
 
 @cli.command("validate")
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
-def validate_command(recipes: tuple[str, ...]) -> None:
+@click.option(
+    "--data",
+    "load",
+    is_flag=True,
+    help="Also load the data, make every draw and load the backbone (cache or twin): all `hfm run` checks "
+    "before its first run.",
+)
+def validate_command(recipes: tuple[str, ...], load: bool) -> None:
     """Check recipes without running them: schema, presets, data source block, backbone name."""
     from hfm.recipes import check
 
@@ -244,6 +251,10 @@ def validate_command(recipes: tuple[str, ...]) -> None:
     for path in recipes:
         try:
             line = check(path)
+            if load:
+                from hfm.runner import preflight
+
+                preflight(path)
         except HfmError as err:
             problems += 1
             click.echo(f"FAIL {err}")

@@ -550,6 +550,34 @@ def run(
         raise full from None
 
 
+def _preflight(sweep: _Sweep, *, backbone: bool = True) -> None:
+    """What stops a sweep before anything is written: the data, every draw (k against each class), and with
+    ``backbone`` the backbone, each tuner's fit to it and the class prompts' text tower."""
+    sweep.splits  # noqa: B018 - data errors
+    for k in sweep.recipe.shots:  # a k larger than a class: draws are cheap, every one is made now
+        for seed in sweep.recipe.seeds:
+            sweep.draw(k, seed)
+    if backbone:
+        from hfm.tuners import get_tuner
+
+        for preset in sweep.presets:  # a tuner that cannot adapt this backbone (VPT off its ViTs)
+            get_tuner(preset.tuner).check_backbone(sweep.backbone)
+        if any(sweep.method(p).needs.text for p in sweep.presets):
+            sweep.text_head()  # prompt and text-tower errors
+
+
+def preflight(recipe: Recipe | str | os.PathLike[str], *, progress: bool = False) -> None:
+    """Everything ``hfm run`` checks before its first run, without running or writing anything: the data
+    (every image decoded), every draw, the backbone (from the cache or its twin; nothing is downloaded when
+    ``HF_HUB_OFFLINE`` is set) and each preset's fit to it. ``hfm validate --data`` calls this.
+
+    Raises:
+        HfmError: The first problem, in one line.
+    """
+    loaded = recipe if isinstance(recipe, Recipe) else recipes.load(Path(recipe))
+    _preflight(_Sweep(loaded, loaded.output_dir(), progress, resume=False))
+
+
 def _sweep(
     loaded: Recipe, out_dir: Path, start: float, *, main: bool, resume: bool, progress: bool, verbose: bool
 ) -> SweepResult:
@@ -570,17 +598,7 @@ def _sweep(
         else:
             todo.append(key)
     _barrier()  # every process plans from the same folder state before the main one writes runs
-    sweep.splits  # noqa: B018 - data and backbone errors stop the sweep before anything is written
-    for k in loaded.shots:  # so does a k larger than a class: draws are cheap, every one is made now
-        for seed in loaded.seeds:
-            sweep.draw(k, seed)
-    if todo:
-        from hfm.tuners import get_tuner
-
-        for preset in sweep.presets:  # a tuner that cannot adapt this backbone stops the sweep before any run
-            get_tuner(preset.tuner).check_backbone(sweep.backbone)
-        if any(sweep.method(p).needs.text for p in sweep.presets):
-            sweep.text_head()  # prompt and text-tower errors too
+    _preflight(sweep, backbone=bool(todo))
     if resume:  # finished runs are reused only when made from this data, backbone and preset
         sweep_state.check_resume(out_dir, [(key, sweep.provenance(by_name[key.preset])) for key in runs_of])
     folder_recipe = sweep_state.merged_recipe(loaded, sweep_state.read_folder_recipe(out_dir))

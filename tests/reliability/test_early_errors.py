@@ -1,8 +1,8 @@
 """Items 13 and 16: mistakes found before any run, with the exit status of `hfm run`, in clear words.
 
 Faults injected:
-- item 13: k larger than a class; an unknown backbone with ``twin: true`` and a missing relative data root under
-  ``hfm validate``; ``hfm validate``'s exit status;
+- item 13: k larger than a class (under ``hfm run`` and ``hfm validate --data``); an unknown backbone with
+  ``twin: true`` and a missing relative data root under ``hfm validate``; ``hfm validate``'s exit status;
 - item 16: a duplicate key in a recipe; a text file named ``.npz``; ``on_error: skip`` dropping images silently.
 """
 
@@ -44,6 +44,20 @@ def test_validate_rejects_a_twin_of_an_unknown_backbone(tmp_path: Path, capsys) 
     cfg = recipe(tmp_path / "out", synthetic(3), backbone={"name": "nobody/model", "twin": True})
     code, text = _validate(tmp_path, cfg, capsys)
     assert code == 2 and "twins exist only for catalog entries" in text
+
+
+def test_validate_with_data_finds_what_run_finds_before_its_first_run(tmp_path: Path, capsys) -> None:
+    """Fault: k=3 where a class has 2 training examples; the schema is fine, so plain ``hfm validate`` passes
+    and ``hfm validate --data`` (data loaded, every draw made) stops it like `hfm run`, writing nothing."""
+    out = tmp_path / "out"
+    cfg = recipe(out, {**synthetic(3), "n_per_class": 2}, shots=[1, 3])
+    file = tmp_path / "r.yaml"
+    file.write_text(yaml.safe_dump(cfg))
+    assert main(["validate", str(file)]) == 0
+    capsys.readouterr()
+    assert main(["validate", "--data", str(file)]) == 2
+    assert "allow_fewer: true" in capsys.readouterr().out
+    assert not out.exists()
 
 
 def test_validate_rejects_a_missing_relative_data_root(tmp_path: Path, capsys) -> None:
