@@ -143,6 +143,20 @@ def _int_list(text: str | None, option: str, allow_all: bool = False) -> list[in
 @click.option("--twin", is_flag=True, help="Use the backbone's tiny random twin (offline smoke run).")
 @click.option("--resume", is_flag=True, help="Skip runs that already finished in the sweep folder.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option(
+    "--parallel",
+    type=click.Choice(["auto", "runs", "data"]),
+    default="auto",
+    show_default=True,
+    help="Under torchrun: each process trains whole runs (runs) or all train each run together (data).",
+)
+@click.option(
+    "--runs-per-device",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes per device, each training its own runs.",
+)
 def run_command(
     recipe: str,
     out: str | None,
@@ -152,6 +166,8 @@ def run_command(
     twin: bool,
     resume: bool,
     no_progress: bool,
+    parallel: str,
+    runs_per_device: int,
 ) -> None:
     """Run a recipe: every (preset, k, seed), then the summary table and the label-efficiency plot."""
     from hfm.runner import run
@@ -165,6 +181,8 @@ def run_command(
         twin=True if twin else None,
         resume=resume,
         progress=not no_progress,
+        parallel=parallel,
+        runs_per_device=runs_per_device,
     )
     if result.failed:
         raise click.ClickException(

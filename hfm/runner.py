@@ -159,6 +159,7 @@ class _Sweep:
         self._backbone: Any = None
         self._embeddings: CachedEmbeddings | None = None
         self._methods: dict[str, Method] = {}
+        self.parallel = "single"  # how the sweep executes (hfm.parallel.choose_mode), kept in each run record
 
     # -- shared, loaded once ------------------------------------------------------------------------------
     @property
@@ -317,6 +318,7 @@ class _Sweep:
                 "split": "test",
                 "test": test,
                 "fit": result.info,
+                "parallel": self.parallel,
             }
             model.save(tmp / "adapter", metadata=self.adapter_metadata(preset, run, test, method))
             _write_json(tmp / "metrics.json", record)
@@ -391,6 +393,8 @@ def run(
     resume: bool = False,
     progress: bool = True,
     verbose: bool = True,
+    parallel: str = "auto",
+    runs_per_device: int = 1,
 ) -> SweepResult:
     """Run a recipe: every (preset, k, seed), then the summary table and the label-efficiency plot.
 
@@ -404,6 +408,10 @@ def run(
         resume: Skip runs whose folder is complete; redo the rest.
         progress: Show progress bars.
         verbose: Print the summary table (and failures) when done.
+        parallel: Under several workers: ``runs`` (each trains whole runs alone), ``data`` (every process trains
+            every run together, DDP) or ``auto`` (``runs`` when more than one run is left); see
+            :mod:`hfm.parallel`.
+        runs_per_device: Worker processes per device, each training its own runs (run-parallel).
 
     Returns:
         A :class:`SweepResult`; ``result.ok`` is False when any run failed (each has a traceback file).
@@ -446,9 +454,19 @@ def run(
         else:
             todo.append(key)
     _barrier()  # every process plans from the same folder state before the main one writes runs
+    from hfm.parallel import choose_mode, run_parallel, world_size
+
+    sweep.parallel = choose_mode(
+        parallel, world=world_size(), runs_per_device=runs_per_device, runs=len(todo)
+    )
     if todo:
         sweep.splits  # noqa: B018 - data and backbone errors stop the sweep before any run starts
         sweep.backbone  # noqa: B018
+    if sweep.parallel == "runs":  # every worker trains whole runs alone; nothing is left for the loop below
+        done, failed = run_parallel(sweep, todo, runs_per_device=runs_per_device, progress=progress)
+        result.finished += [key.folder(out_dir) for key in done]
+        result.failed += failed
+        todo = []
     bar = tqdm(todo, desc=f"sweep {loaded.name}", unit="run", disable=not progress)
     for key in bar:
         name = key.name
@@ -489,6 +507,7 @@ def run(
             {"run": n, "error": e, "traceback": str(p.relative_to(out_dir))} for n, e, p in result.failed
         ],
         "seconds": round(result.seconds, 2),
+        "parallel": sweep.parallel,
     }
     result.summary = write_summary(
         out_dir, runs, loaded.metrics, loaded.primary_metric, title=loaded.name or "", extra=extra
