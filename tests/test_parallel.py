@@ -4,7 +4,8 @@ and whole sweeps on two CPU processes (torchrun, gloo) or two workers of one pro
 The slow tests launch this file as the entry point (``python tests/test_parallel.py LOG -- hfm run ...``): it
 registers ``test-counted``, a supervised method that appends one line per run it trains to LOG (so "every run
 exactly once" is counted, not inferred) and, when ``HFM_TEST_CRASH`` names a marker file that does not exist yet,
-kills the process of rank 1 in its first run (a crashed process).
+kills the process of rank 1 in its first run (a crashed process); with ``HFM_TEST_WORKERS=2`` a run waits
+until two workers have each started one, so the test sees both at work whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +40,14 @@ def _register() -> None:
             if crash and os.environ.get("RANK") == "1" and not Path(crash).exists():
                 Path(crash).write_text("crashed")
                 os._exit(3)
-            with open(os.environ["HFM_TEST_LOG"], "a", encoding="utf-8") as handle:
+            log = Path(os.environ["HFM_TEST_LOG"])
+            with log.open("a", encoding="utf-8") as handle:
                 handle.write(f"{model.tuner_name} k{len(ctx.draw.indices)} seed{ctx.seed} pid{os.getpid()}\n")
+            workers = int(os.environ.get("HFM_TEST_WORKERS", "1"))
+            for _ in range(600):  # hold the first runs until every worker trains one (at most a minute)
+                if len({line.split()[3] for line in log.read_text().splitlines()}) >= workers:
+                    break
+                time.sleep(0.1)
             return super().fit(model, ctx)
 
     register_method("test-counted")(Counted)
@@ -146,8 +154,11 @@ def _recipe(tmp_path: Path) -> Path:
     return path
 
 
-def _hfm(tmp_path: Path, log: Path, args: list[str], *, procs: int = 1, crash: Path | None = None):
+def _hfm(
+    tmp_path: Path, log: Path, args: list[str], *, procs: int = 1, crash: Path | None = None, workers: int = 1
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), HFM_TEST_LOG=str(log))
+    env["HFM_TEST_WORKERS"] = str(workers)
     env.pop("HFM_TEST_CRASH", None)
     if crash is not None:
         env["HFM_TEST_CRASH"] = str(crash)
@@ -190,9 +201,9 @@ def test_run_parallel_sweep_matches_one_process(tmp_path: Path, single, how: str
     ref_out, ref_lines = single
     out = tmp_path / "out"
     if how == "torchrun":
-        proc = _hfm(tmp_path, tmp_path / "log", ["--out", str(out)], procs=2)
+        proc = _hfm(tmp_path, tmp_path / "log", ["--out", str(out)], procs=2, workers=2)
     else:
-        proc = _hfm(tmp_path, tmp_path / "log", ["--out", str(out), "--runs-per-device", "2"])
+        proc = _hfm(tmp_path, tmp_path / "log", ["--out", str(out), "--runs-per-device", "2"], workers=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(_lines(tmp_path / "log")) == sorted(ref_lines)  # every run once, none twice
     assert len(ref_lines) == 6
