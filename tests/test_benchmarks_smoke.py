@@ -39,6 +39,7 @@ def load(name: str) -> ModuleType:
         ("probe_fit", "probe_fit", []),
         ("lora_vs_full", "lora_vs_full", []),
         ("gpu", "gpu", ["--dry-run"]),
+        ("scale_out", "scale_out", []),
     ],
 )
 def test_benchmark_quick_mode_prints_a_ratio(
