@@ -1,6 +1,8 @@
 """Scale-out: one sweep of trained runs in one process, run-parallel over two processes, data-parallel over two.
 
-* ``single``: ``python -m hfm run`` (one process, ``--threads`` intra-op threads, default 2).
+* ``single``: ``python -m hfm run`` (one process, ``--threads`` intra-op threads, default all cores).
+* ``single-1t``: the same with one thread, as each launched process has: on a loaded machine OpenMP threads
+  that wait for each other can cost far more than they bring, and this separates that from scheduling.
 * ``runs``: ``torchrun --standalone --nproc_per_node 2 -m hfm run --parallel runs`` (gloo on the CPU; each
   process one thread, trains whole runs alone from the shared queue).
 * ``data``: the same launch with ``--parallel data`` (every process trains every run, DDP, one thread each).
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
-MODES = ("single", "runs", "data")
+MODES = ("single", "single-1t", "runs", "data")
 
 
 def recipe(model_dir: Path, quick: bool) -> dict[str, Any]:
@@ -51,10 +53,10 @@ def recipe(model_dir: Path, quick: bool) -> dict[str, Any]:
 def command(mode: str, recipe_path: Path, out: Path, procs: int) -> list[str]:
     """The command line of one candidate."""
     launch = [sys.executable]
-    if mode != "single":
+    if mode not in ("single", "single-1t"):
         launch += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)]
     args = ["-m", "hfm", "run", str(recipe_path), "--out", str(out), "--no-progress"]
-    return [*launch, *args] + ([] if mode == "single" else ["--parallel", mode])
+    return [*launch, *args] + (["--parallel", mode] if mode in ("runs", "data") else [])
 
 
 def run_once(mode: str, recipe_path: Path, out: Path, procs: int, threads: int, cache: Path) -> None:
@@ -63,7 +65,7 @@ def run_once(mode: str, recipe_path: Path, out: Path, procs: int, threads: int, 
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
-    per_process = threads if mode == "single" else max(1, threads // procs)
+    per_process = {"single": threads, "single-1t": 1}.get(mode, max(1, threads // procs))
     env = dict(
         os.environ, OMP_NUM_THREADS=str(per_process), HFM_CACHE=str(cache), PYTHONPATH=str(_common.REPO_ROOT)
     )
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     times = _common.interleaved(candidates, reps=reps, warmup=args.warmup if args.quick else 0)
     load_after = os.getloadavg()
-    agreement = {mode: compare(outs["single"], outs[mode]) for mode in ("runs", "data")}
+    agreement = {mode: compare(outs["single"], outs[mode]) for mode in ("single-1t", "runs", "data")}
     rows = [
         {"mode": mode, "median_s": _common.median(times[mode]),
          **({"identical_runs": f"{agreement[mode]['identical_runs']}/{agreement[mode]['runs']}",
@@ -128,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     print(_common.fmt_table(rows))
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
     speedup = _common.paired_ratio(times["single"], times["runs"])
+    speedup_1t = _common.paired_ratio(times["single-1t"], times["runs"])
     versus_data = _common.paired_ratio(times["data"], times["runs"])
     _common.print_ratio("single/runs", speedup, "> 1", speedup > 1)
+    _common.print_ratio("single-1t/runs", speedup_1t, "> 1", speedup_1t > 1)
     _common.print_ratio("data/runs", versus_data, "> 1", versus_data > 1)
     runs_ok = agreement["runs"]["identical_runs"] == agreement["runs"]["runs"]
     print(f"run-parallel predictions identical to one process: {runs_ok}")
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             "recipe": recipe(model, args.quick),
             "seconds": times,
             "ratio_single_over_runs": speedup,
+            "ratio_single_1t_over_runs": speedup_1t,
             "ratio_data_over_runs": versus_data,
             "agreement": agreement,
         },
