@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     gain = best["runs_per_hour"] / rows[0]["runs_per_hour"]
     _common.print_ratio(f"runs per hour {best['candidate']} / 1 process", gain, "> 1", gain > 1)
     name = torch.cuda.get_device_name(0) if gpus else "cpu (dry run)"
+    if dry and args.results_dir is None:  # a dry run's figures mean nothing: keep them out of results/
+        return 0
     _common.write_result(
         "scale_out_gpu",
         {"machine": _common.machine_info(), "device": name, "gpus": gpus, "dry_run": dry, "runs": n_runs,
