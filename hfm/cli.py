@@ -148,6 +148,20 @@ def _int_list(text: str | None, option: str, allow_all: bool = False) -> list[in
     type=click.Path(exists=True, dir_okay=False, path_type=str),
     help="Labels CSV (id,label) from an `hfm select` round: train on exactly these instead of a random draw.",
 )
+@click.option(
+    "--parallel",
+    type=click.Choice(["auto", "runs", "data"]),
+    default="auto",
+    show_default=True,
+    help="Under torchrun: each process trains whole runs (runs) or all train each run together (data).",
+)
+@click.option(
+    "--runs-per-device",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes per device, each training its own runs.",
+)
 def run_command(
     recipe: str,
     out: str | None,
@@ -158,6 +172,8 @@ def run_command(
     resume: bool,
     no_progress: bool,
     labelled: str | None,
+    parallel: str,
+    runs_per_device: int,
 ) -> None:
     """Run a recipe: every (preset, k, seed), then the summary table and the label-efficiency plot."""
     from hfm.runner import run
@@ -172,6 +188,8 @@ def run_command(
         resume=resume,
         progress=not no_progress,
         labelled=labelled,
+        parallel=parallel,
+        runs_per_device=runs_per_device,
     )
     if result.failed:
         raise click.ClickException(

@@ -166,6 +166,7 @@ class _Sweep:
         self._text: Any = None
         self._draws: dict[tuple[Shot, int, str], Draw] = {}
         self._train_embeddings: Any = None
+        self.parallel = "single"  # how the sweep executes (hfm.parallel.choose_mode), kept in each run record
 
     # -- shared, loaded once ------------------------------------------------------------------------------
     @property
@@ -401,6 +402,7 @@ class _Sweep:
                 "test": test,
                 "fit": result.info,
                 "provenance": self.provenance(preset),
+                "parallel": self.parallel,
             }
             metadata = self.adapter_metadata(preset, run, test, method)
             metadata["queries"] = query_summary(drawn)
@@ -490,6 +492,8 @@ def run(
     progress: bool = True,
     verbose: bool = True,
     labelled: str | os.PathLike[str] | None = None,
+    parallel: str = "auto",
+    runs_per_device: int = 1,
 ) -> SweepResult:
     """Run a recipe: every (preset, k, seed), then the summary table and the label-efficiency plot.
 
@@ -504,6 +508,10 @@ def run(
         progress: Show progress bars.
         verbose: Print the summary table (and failures) when done.
         labelled: A labels CSV (``id,label``, see :mod:`hfm.labelling`) whose examples replace every draw.
+        parallel: Under several workers: ``runs`` (each trains whole runs alone), ``data`` (every process trains
+            every run together, DDP) or ``auto`` (``runs`` when more than one run is left); see
+            :mod:`hfm.parallel`.
+        runs_per_device: Worker processes per device, each training its own runs (run-parallel).
 
     Returns:
         A :class:`SweepResult`; ``result.ok`` is False when any run failed (each has a traceback file).
@@ -541,8 +549,9 @@ def run(
     try:
         with lock:
             return _sweep(
-                loaded, out_dir, start, main=main, resume=resume, progress=progress, verbose=verbose
-            )
+                loaded, out_dir, start, main=main, resume=resume, progress=progress, verbose=verbose,
+                parallel=parallel, runs_per_device=runs_per_device,
+            )  # fmt: skip
     except OSError as err:  # the folder's own files (lock, recipe, summary) on a full or read-only disk
         full = sweep_state.storage_failure(err, out_dir)
         if full is None:
@@ -579,7 +588,16 @@ def preflight(recipe: Recipe | str | os.PathLike[str], *, progress: bool = False
 
 
 def _sweep(
-    loaded: Recipe, out_dir: Path, start: float, *, main: bool, resume: bool, progress: bool, verbose: bool
+    loaded: Recipe,
+    out_dir: Path,
+    start: float,
+    *,
+    main: bool,
+    resume: bool,
+    progress: bool,
+    verbose: bool,
+    parallel: str = "auto",
+    runs_per_device: int = 1,
 ) -> SweepResult:
     """The body of :func:`run`, under the folder's lock: check, then write, then run, then summarise."""
     progress = progress and main
@@ -605,6 +623,16 @@ def _sweep(
     if main:
         _atomic_text(out_dir / "recipe.yaml", recipes.to_yaml(folder_recipe))
         _write_json(out_dir / "environment.json", environment())
+    from hfm.parallel import choose_mode, run_parallel, world_size
+
+    sweep.parallel = choose_mode(
+        parallel, world=world_size(), runs_per_device=runs_per_device, runs=len(todo)
+    )
+    if sweep.parallel == "runs":  # every worker trains whole runs alone; nothing is left for the loop below
+        done, failed = run_parallel(sweep, todo, runs_per_device=runs_per_device, progress=progress)
+        result.finished += [key.folder(out_dir) for key in done]
+        result.failed += failed
+        todo = []
     bar = tqdm(todo, desc=f"sweep {loaded.name}", unit="run", disable=not progress)
     for key in bar:
         name = key.name
@@ -649,6 +677,7 @@ def _sweep(
             {"run": n, "error": e, "traceback": str(p.relative_to(out_dir))} for n, e, p in result.failed
         ],
         "seconds": round(result.seconds, 2),
+        "parallel": sweep.parallel,
     }
     result.summary = write_summary(
         out_dir, runs, loaded.metrics, loaded.primary_metric, title=loaded.name or "", extra=extra,

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hfm.data.dataset import as_dataset, labels_of
-from hfm.devices import autocast, gather_rows, launched_on_cpu, resolve_precision, shard
+from hfm.devices import alone_accelerator, autocast, gather_rows, launched_on_cpu, resolve_precision, shard
 from hfm.embeddings import extract
 from hfm.errors import DataError, TunerError
 from hfm.metrics import score
@@ -315,7 +315,8 @@ def fit(
             yielding ``(image_tensor, label, ...)`` such as :class:`hfm.data.ImageDataset` (augmentation there).
         val: Validation data in the same forms; ``None`` trains all epochs and keeps the last state.
         config: A :class:`TrainConfig` (or its dict).
-        accelerator: An existing ``accelerate.Accelerator``; one is made otherwise (DDP under a launcher).
+        accelerator: An existing ``accelerate.Accelerator``; one is made otherwise (DDP under a launcher),
+            except inside :func:`hfm.devices.run_alone`, where the run trains alone on its device.
         on_epoch_end: Called on the main process with the epoch's history entry, after its checkpoint.
         loss: The method's per-batch loss (default: supervised :func:`cross_entropy`).
         method: The method's name, kept in the checkpoint (a checkpoint resumes only the same method).
@@ -338,6 +339,8 @@ def fit(
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    if accelerator is None:
+        accelerator = alone_accelerator()  # type: ignore[assignment]  # a run trained alone (hfm.devices)
     if accelerator is None:
         ddp = DistributedDataParallelKwargs(find_unused_parameters=model.ddp_find_unused)
         accelerator = Accelerator(cpu=launched_on_cpu(), kwargs_handlers=[ddp])

@@ -43,6 +43,7 @@ def load(name: str) -> ModuleType:
         ("federated", "federated", []),
         ("pretrain_throughput", "pretrain_throughput", []),
         ("pretrain_study", "pretrain_study", []),
+        ("scale_out", "scale_out", []),
     ],
 )
 def test_benchmark_quick_mode_prints_a_ratio(

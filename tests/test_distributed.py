@@ -74,7 +74,8 @@ def test_two_process_cpu_run(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_two_process_sweep_writes_once(tmp_path) -> None:
-    """``torchrun -m hfm run``: both processes train, only the main one writes the runs and prints the table."""
+    """``torchrun -m hfm run --parallel data``: both processes train every run together (DDP), only the main one
+    writes the runs and prints the table (run-parallel sweeps: ``tests/test_parallel.py``)."""
     import yaml
 
     import hfm
@@ -96,7 +97,7 @@ def test_two_process_sweep_writes_once(tmp_path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     proc = subprocess.run(
-        [*cmd, "-m", "hfm", "run", str(path), "--out", str(out), "--no-progress"],
+        [*cmd, "-m", "hfm", "run", str(path), "--out", str(out), "--no-progress", "--parallel", "data"],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -108,6 +109,7 @@ def test_two_process_sweep_writes_once(tmp_path) -> None:
         }
     assert not [p for p in out.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
     assert json.loads((out / "summary.json").read_text())["rows"]
+    assert json.loads((out / "lora/r8-attn/k2/seed0/metrics.json").read_text())["parallel"] == "data"
 
 
 if __name__ == "__main__":
