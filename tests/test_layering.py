@@ -86,7 +86,13 @@ def test_one_torch_dataset_over_a_subset() -> None:
                 for b in node.bases
             ):
                 datasets[f"{path.relative_to(PACKAGE)}:{node.name}"] += 1
-    assert list(datasets) == ["data/dataset.py:ImageDataset"]
+    # One dataset yields labelled images, (image, label, index); the two others yield only unlabelled *views*
+    # (no label): weak/strong pairs for semi-supervised methods, multi-crop views for pretraining.
+    assert sorted(datasets) == [
+        "data/dataset.py:ImageDataset",
+        "methods/views.py:PoolViews",
+        "pretrain/views.py:MultiCropDataset",
+    ]
 
 
 def test_precision_and_process_helpers_live_outside_embeddings() -> None:
