@@ -112,11 +112,12 @@ def test_queue_hands_each_run_out_once(tmp_path: Path) -> None:
 # -- one run alone inside a launch -----------------------------------------------------------------------------
 def test_fit_alone_ignores_the_launch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside ``run_alone`` neither extraction nor training touch the process group the launcher announced."""
+    from test_distributed import _toy
+
     import hfm
     from hfm.devices import process_info, run_alone
     from hfm.embeddings import extract
     from hfm.train import TrainConfig, fit
-    from tests.test_distributed import _toy
 
     torch.manual_seed(0)
     model = hfm.get_tuner("lora")(hfm.load_backbone(BACKBONE, twin=True), 3)

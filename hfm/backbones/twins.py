@@ -180,13 +180,16 @@ def _write_twin(spec: BackboneSpec, root: Path, repo: str) -> Path:
                 torch.manual_seed(_seed(spec))
                 _WRITERS[spec.loader](spec, tmp)
             (tmp / ".hfm_twin_complete").write_text(f"twin of {spec.name}\n")
-            if snapshot.exists():  # an incomplete earlier attempt
-                shutil.rmtree(snapshot)
-            try:
-                os.replace(tmp, snapshot)
-            except OSError:  # another process won the race with an identical twin
-                if not (snapshot / ".hfm_twin_complete").is_file():
-                    raise
+            # Another process (a torchrun rank) may have finished the same twin meanwhile: keep it, never
+            # delete a complete twin another process may be reading.
+            if not (snapshot / ".hfm_twin_complete").is_file():
+                if snapshot.exists():  # an incomplete earlier attempt
+                    shutil.rmtree(snapshot)
+                try:
+                    os.replace(tmp, snapshot)
+                except OSError:  # another process won the race with an identical twin
+                    if not (snapshot / ".hfm_twin_complete").is_file():
+                        raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     refs = root / "refs"

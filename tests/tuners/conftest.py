@@ -23,7 +23,9 @@ FAMILIES = {
     "hf-dinov2": "radiology/rad-dino",
     "hf-vit": "pathology/phikon",
 }
-TUNERS = builtin_tuners()
+# Tuners that adapt an image backbone; `mil` (bag aggregators, tests/mil) and `text-probe` (heads from a text
+# tower, tests/zeroshot) read other inputs and have their own suites.
+TUNERS = tuple(t for t in builtin_tuners() if t not in ("mil", "text-probe"))
 
 
 def twin(family_or_name: str) -> Backbone:
