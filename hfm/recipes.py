@@ -33,6 +33,21 @@ REPO_ADAPTERS = PACKAGE_ROOT.parent / "adapters"
 PACKAGE_ADAPTERS = PACKAGE_ROOT / "_data" / "adapters"
 
 
+def distinct_seeds(value: list[int]) -> list[int]:
+    """Validator of a ``seeds`` field: distinct non-negative integers."""
+    if any(s < 0 for s in value) or len(set(value)) != len(value):
+        raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
+    return value
+
+
+def known_metrics(value: list[str]) -> list[str]:
+    """Validator of a ``metrics`` field: names hfm computes."""
+    for name in value:
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}: use {', '.join(METRICS)}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -238,20 +253,8 @@ class Recipe(_Strict):
             raise ValueError("shots must not repeat")
         return sort_shots(value)
 
-    @field_validator("seeds")
-    @classmethod
-    def _unique_seeds(cls, value: list[int]) -> list[int]:
-        if any(s < 0 for s in value) or len(set(value)) != len(value):
-            raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
-        return value
-
-    @field_validator("metrics")
-    @classmethod
-    def _known_metrics(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if name not in METRICS:
-                raise ValueError(f"unknown metric {name!r}: use {', '.join(METRICS)}")
-        return value
+    _unique_seeds = field_validator("seeds")(staticmethod(distinct_seeds))
+    _known_metrics = field_validator("metrics")(staticmethod(known_metrics))
 
     @field_validator("data")
     @classmethod

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hfm import recipes
 from hfm.errors import ConfigError
 from hfm.metrics import METRICS
-from hfm.recipes import BackboneBlock, HubTarget, Preset
+from hfm.recipes import BackboneBlock, HubTarget, Preset, distinct_seeds, known_metrics
 
 
 class _Strict(BaseModel):
@@ -120,20 +120,8 @@ class FederatedRecipe(_Strict):
             )
         return sorted(value)
 
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, value: list[int]) -> list[int]:
-        if any(s < 0 for s in value) or len(set(value)) != len(value):
-            raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
-        return value
-
-    @field_validator("metrics")
-    @classmethod
-    def _known_metrics(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if name not in METRICS:
-                raise ValueError(f"unknown metric {name!r}: use {', '.join(METRICS)}")
-        return value
+    _seeds = field_validator("seeds")(staticmethod(distinct_seeds))
+    _known_metrics = field_validator("metrics")(staticmethod(known_metrics))
 
     @model_validator(mode="after")
     def _sites_given_once(self) -> FederatedRecipe:
