@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,26 @@ def test_sam_style_twin_pools_mean_over_feature_map() -> None:
         tokens = backbone.tokens(x)
         torch.testing.assert_close(backbone(x), tokens.mean(1))
     assert backbone.spec.embed_dim == tokens.shape[-1] == 32
+
+
+def test_a_second_writer_keeps_the_twin_another_process_finished(tmp_path, monkeypatch) -> None:
+    """Two torchrun ranks write the same twin: the one that finishes second must not delete the complete twin
+    the first may already be reading (it did, and the first rank crashed)."""
+    from hfm.backbones import twins
+
+    spec = get_spec("pathology/uni")
+    original = twins._WRITERS[spec.loader]
+    sentinel: list[Any] = []
+
+    def racing(spec_: BackboneSpec, folder: Any) -> None:
+        original(spec_, folder)
+        monkeypatch.setitem(twins._WRITERS, spec.loader, original)
+        first = write_twin(spec_, tmp_path)  # the other rank finishes the same twin meanwhile
+        (first / "in-use").write_text("read by the other rank")
+        sentinel.append(first)
+
+    monkeypatch.setitem(twins._WRITERS, spec.loader, racing)
+    path = write_twin(spec, tmp_path)
+    assert path == sentinel[0]
+    assert (path / "in-use").is_file(), "the complete twin was deleted and replaced"
+    assert (path / ".hfm_twin_complete").is_file()
