@@ -1,7 +1,8 @@
 """Image files on disk: class folders and CSV manifests (also used for DICOM files).
 
 Ids are POSIX paths relative to the folder (or the CSV's folder): stable across machines, never absolute.
-Every file is decoded once at load time so a corrupt or truncated image is found before any split is made.
+Every file is decoded once at load time so a corrupt or truncated image is found before any split is made
+(except inside :func:`hfm.data.images.train_split_only`, for callers that read the train split alone).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import numpy as np
 from pydantic import model_validator
 
 from hfm.data.dicom import DicomOpener
-from hfm.data.images import IMAGE_EXTENSIONS, FileReader, Opener, open_image, screen_files
+from hfm.data.images import (
+    IMAGE_EXTENSIONS,
+    FileReader,
+    Opener,
+    open_image,
+    screen_files,
+    screening_at_load,
+)
 from hfm.data.registry import Raw, SourceBlock, register_source
 from hfm.data.splits import Subset
 from hfm.errors import DataError
@@ -286,7 +294,12 @@ def _build(
     on_error: str,
     opener: Opener,
 ) -> Raw:
-    kept, skipped = screen_files(root, relpaths, on_error=on_error, opener=opener, desc=f"checking {where}")
+    if on_error == "raise" and not screening_at_load():
+        kept, skipped = list(range(len(relpaths))), list[str]()  # the caller decodes only the files it reads
+    else:
+        kept, skipped = screen_files(
+            root, relpaths, on_error=on_error, opener=opener, desc=f"checking {where}"
+        )
     reader = FileReader(root, [relpaths[i] for i in kept], opener)
     all_ids = [relpaths[i] for i in kept]
     all_labels = np.asarray([labels[i] for i in kept], dtype=np.int64)

@@ -36,6 +36,32 @@ def loading_progress(show: bool) -> Iterator[None]:
         _PROGRESS[0] = before
 
 
+_SCREEN_AT_LOAD = [True]
+
+
+@contextmanager
+def train_split_only() -> Iterator[None]:
+    """Inside the block, loading opens no image file: for a caller that reads only the train split.
+
+    Folder, manifest and DICOM sources under ``on_error: raise`` then skip the load-time decode of every file
+    (the split does not depend on it: under ``raise`` no file is dropped, so the splits are the ones a normal
+    load makes) and :func:`hfm.data.load_data` skips the train-vs-val/test duplicate check (it hashes the
+    held-out files). The caller decodes the train files it reads (a bad one raises then). Under
+    ``on_error: skip`` which files read decides the splits, so every file is still screened at load.
+    """
+    before = _SCREEN_AT_LOAD[0]
+    _SCREEN_AT_LOAD[0] = False
+    try:
+        yield
+    finally:
+        _SCREEN_AT_LOAD[0] = before
+
+
+def screening_at_load() -> bool:
+    """Whether loading decodes every file now (``False`` inside :func:`train_split_only`)."""
+    return _SCREEN_AT_LOAD[0]
+
+
 def open_image(path: Path) -> Image.Image:
     """Decode an image file fully (so truncation is found now, not in a worker) and close it.
 

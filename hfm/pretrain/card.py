@@ -8,7 +8,9 @@ from typing import Any
 PLOT_NAME = "pretrain_monitor.png"
 
 
-def plot_history(history: list[dict[str, Any]], checks: list[dict[str, Any]], path: Path) -> None:
+def plot_history(
+    history: list[dict[str, Any]], checks: list[dict[str, Any]], path: Path, *, objective: str = "dino"
+) -> None:
     """Loss per epoch, and the monitor's k-NN score and spread, side by side."""
     # A bare Figure draws off-screen without touching pyplot's backend (a notebook keeps its inline plots).
     from matplotlib.figure import Figure
@@ -17,7 +19,7 @@ def plot_history(history: list[dict[str, Any]], checks: list[dict[str, Any]], pa
     left, right = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
     left.plot(epochs, [h["loss"] for h in history], marker="o")
-    left.set(xlabel="epoch", ylabel="DINO loss", title="objective")
+    left.set(xlabel="epoch", ylabel=f"{objective.upper()} loss", title="objective")
     if checks:
         x = [c["epoch"] for c in checks]
         right.plot(x, [c["knn"] for c in checks], marker="o", label="k-NN balanced accuracy (train, LOO)")
@@ -33,7 +35,16 @@ def render(facts: dict[str, Any]) -> str:
     """The card: base model and relation, objective, what adapted, images and fingerprint, schedule, monitor."""
     start = facts["start"]
     base = start.get("hub_id") if start.get("name") else None
-    front = ["---", "library_name: " + facts["library"], "tags:", "- hfm", "- self-supervised", "- dino"]
+    recipe = facts["recipe"]
+    objective = recipe["objective"]["name"]
+    front = [
+        "---",
+        "library_name: " + facts["library"],
+        "tags:",
+        "- hfm",
+        "- self-supervised",
+        f"- {objective}",
+    ]
     if base and not start.get("twin") and "/" in str(base) and not str(base).startswith(("local-dir:", "/")):
         front += [f"base_model: {base}", "base_model_relation: finetune"]
     front.append("---")
@@ -41,7 +52,11 @@ def render(facts: dict[str, Any]) -> str:
     rows = (
         "\n".join(f"| {c['epoch']} | {c['knn']:.3f} | {c['spread']:.3f} |" for c in checks) or "| - | - | - |"
     )
-    recipe = facts["recipe"]
+    views = (
+        f"{recipe['views']['local_crops']} local + 2 global views"
+        if objective == "dino"
+        else f"{recipe['objective']['mask_ratio']:.0%} of the patches masked, one cropped view"
+    )
     lines = [
         *front,
         "",
@@ -63,9 +78,8 @@ def render(facts: dict[str, Any]) -> str:
         "",
         f"- **Start**: {start['label']} (revision {start.get('revision') or 'n/a'}); "
         f"{'continued pretraining' if start.get('name') else 'random initialisation'}.",
-        f"- **Objective**: {recipe['objective']['name']} (lightly), {recipe['views']['local_crops']} local + 2 "
-        "global views; the exported network is the "
-        f"{facts['exported']}.",
+        f"- **Objective**: {objective} (lightly), {views}; the exported network is the {facts['exported']}"
+        + (" (the decoder is dropped)." if objective == "mae" else "."),
         f"- **What adapted**: {facts['adapted']}.",
         f"- **Images**: {facts['images']} train images of `{facts['data_label']}` "
         f"(fingerprint `{facts['data_fingerprint'][:16]}`); val and test were never read.",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -93,6 +93,41 @@ class DinoBlock(_Strict):
     momentum: float = Field(0.996, ge=0, le=1)
     momentum_end: float = Field(1.0, ge=0, le=1)
     freeze_last_layer_epochs: int = Field(1, ge=0)
+
+
+class MaeBlock(_Strict):
+    """MAE masked reconstruction (He et al. 2022) for timm Vision Transformers, on lightly's masked-ViT wrappers.
+
+    The ViT encodes the kept patches only; a new small decoder (dropped at export) predicts the pixels of the
+    masked ones. One view per image (a random resized crop of ``views.global_scale`` and a horizontal flip);
+    no teacher, so the exported network is the student.
+
+    Attributes:
+        name: ``mae``.
+        mask_ratio: Share of the patches masked per image.
+        decoder_dim: Token width of the decoder.
+        decoder_depth: Transformer blocks of the decoder.
+        decoder_heads: Attention heads of the decoder.
+        decoder_mlp_ratio: MLP width of the decoder blocks, relative to ``decoder_dim``.
+        norm_pix_loss: Normalise each target patch by its own mean and variance (the paper's better target).
+    """
+
+    name: Literal["mae"] = "mae"
+    mask_ratio: float = Field(0.75, gt=0, lt=1)
+    decoder_dim: int = Field(128, ge=8)
+    decoder_depth: int = Field(2, ge=1)
+    decoder_heads: int = Field(4, ge=1)
+    decoder_mlp_ratio: float = Field(4.0, gt=0)
+    norm_pix_loss: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> MaeBlock:
+        if self.decoder_dim % self.decoder_heads:
+            raise ValueError("decoder_dim must be a multiple of decoder_heads")
+        return self
+
+
+Objective = Annotated[DinoBlock | MaeBlock, Field(discriminator="name")]
 
 
 class ViewsBlock(_Strict):
@@ -221,12 +256,13 @@ class PretrainRecipe(_Strict):
         backbone: The starting backbone.
         data: A data source block (:func:`hfm.load_data`) or a list of them; only their train splits are
             read. Labels are ignored by the objective; the first source's feed the monitor.
-        objective: The self-supervised objective.
+        objective: The self-supervised objective: DINO (the default; ``name`` may be left out) or MAE.
         views: The augmented views.
         adapt: What adapts.
         schedule: Epochs, batch, learning rate, seed.
         monitor: The no-harm gate and collapse detector.
-        export: Which network is exported: the EMA ``teacher`` (DINO's better one) or the ``student``.
+        export: Which network is exported: the EMA ``teacher`` (DINO's better one) or the ``student`` (the
+            only one MAE has, and its default).
         output: The backbone folder to write.
     """
 
@@ -234,13 +270,32 @@ class PretrainRecipe(_Strict):
     description: str = ""
     backbone: StartBlock
     data: list[dict[str, Any]]
-    objective: DinoBlock = Field(default_factory=lambda: DinoBlock.model_validate({}))
+    objective: Objective = Field(default_factory=lambda: DinoBlock.model_validate({}))
     views: ViewsBlock = Field(default_factory=lambda: ViewsBlock.model_validate({}))
     adapt: AdaptBlock = Field(default_factory=lambda: AdaptBlock.model_validate({}))
     schedule: ScheduleBlock = Field(default_factory=lambda: ScheduleBlock.model_validate({}))
     monitor: MonitorBlock = Field(default_factory=lambda: MonitorBlock.model_validate({}))
     export: Literal["teacher", "student"] = "teacher"
     output: str = "runs/pretrain/backbone"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dino_by_default(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("objective"), dict)
+            and "name" not in data["objective"]
+        ):
+            data = {**data, "objective": {**data["objective"], "name": "dino"}}
+        return data
+
+    @model_validator(mode="after")
+    def _mae_exports_the_student(self) -> PretrainRecipe:
+        if self.objective.name == "mae":
+            if "export" in self.model_fields_set and self.export == "teacher":
+                raise ValueError("objective mae has no teacher: export 'student'")
+            self.export = "student"
+        return self
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the weights (a checkpoint only resumes the same pretraining)."""

@@ -48,11 +48,20 @@ class TrainImages:
 
 
 def load_train(sources: list[dict[str, Any]]) -> TrainImages:
-    """Load each source and keep its train split only (the val and test readers are never called)."""
-    from hfm.data import load_data
+    """Load each source and keep its train split only: no val or test file is ever opened.
 
-    loaded = [load_data(source) for source in sources]
+    Loading opens no file (:func:`hfm.data.images.train_split_only`); the train images are then decoded once
+    here, so an unreadable train file stops the run before training with its name.
+    """
+    from hfm.data import load_data
+    from hfm.data.images import train_split_only
+
+    with train_split_only():
+        loaded = [load_data(source) for source in sources]
     trains = [splits.train for splits in loaded]
+    for subset in trains:
+        for i in range(len(subset)):
+            subset.image(i)
     infos = [dict(splits.split_info) for splits in loaded]
     starts = [0]
     for subset in trains[:-1]:

@@ -28,7 +28,8 @@ from hfm.pretrain.config import PretrainError, PretrainRecipe, load_recipe, pars
 from hfm.pretrain.data import TrainImages, load_train
 from hfm.pretrain.dino import Dino
 from hfm.pretrain.export import check_output, write_backbone
-from hfm.pretrain.views import MultiCropDataset, make_transform
+from hfm.pretrain.mae import Mae
+from hfm.pretrain.views import MultiCropDataset, make_mae_transform, make_transform
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -122,7 +123,8 @@ def load_start(recipe: PretrainRecipe) -> tuple[Backbone, dict[str, Any]]:
         )
     if backbone.spec.pooling == "pooler":
         raise PretrainError(
-            f"{block.label()}: DINO needs a token-pooled embedding (cls or mean), not the 'pooler' output"
+            f"{block.label()}: {recipe.objective.name} needs a token-pooled embedding (cls or mean), not the "
+            "'pooler' output"
         )
     return backbone, model_args
 
@@ -233,19 +235,24 @@ def pretrain(
 
     torch.manual_seed(sched.seed)
     adapt.apply(backbone, recipe.adapt)
-    dino = Dino(backbone, recipe.objective, sched.epochs).to(device)
-    exported = dino.teacher if recipe.export == "teacher" else dino.student
+    objective = recipe.objective
+    ssl: Dino | Mae = (
+        Mae(backbone, objective, recipe.backbone.label())
+        if objective.name == "mae"
+        else Dino(backbone, objective, sched.epochs)
+    ).to(device)
+    exported = ssl.teacher if recipe.export == "teacher" and ssl.teacher is not None else ssl.student
     watch = (
         monitor.monitor_subset(data.labelled, recipe.monitor, sched.seed) if recipe.monitor.enabled else None
     )
 
-    student = accelerator.prepare(dino.student)
-    optimizer = _optimizer(dino.student, sched.weight_decay, sched.lr)
+    student = accelerator.prepare(ssl.student)
+    optimizer = _optimizer(ssl.student, sched.weight_decay, sched.lr)
     floor = sched.min_lr / sched.lr
     warmup = sched.warmup_epochs * batches
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, total, floor))
-    backbone_params = [p for p in dino.student.backbone.parameters() if p.requires_grad]
-    trainable = [p for p in dino.student.parameters() if p.requires_grad]
+    backbone_params = [p for p in ssl.student.backbone.parameters() if p.requires_grad]
+    trainable = [p for p in ssl.student.parameters() if p.requires_grad]
 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "checks": [], "best_epoch": 0}
     state.update(best_knn=None, stopped=None)
@@ -259,7 +266,7 @@ def pretrain(
                 f"checkpoint {ckpt} belongs to another recipe or number of processes: delete it or run without "
                 "--resume"
             )
-        dino.load_state_dict(payload["dino"])
+        ssl.load_state_dict(payload["objective"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         state, best_state = payload["state"], payload["best_state"]
@@ -270,9 +277,16 @@ def pretrain(
         state["best_knn"] = start.knn
         best_state = _cpu_state(exported.backbone)
 
-    dataset = MultiCropDataset(train, make_transform(backbone, recipe.views), sched.seed)
+    transform = (
+        make_mae_transform(backbone, recipe.views)
+        if objective.name == "mae"
+        else make_transform(backbone, recipe.views)
+    )
+    dataset = MultiCropDataset(train, transform, sched.seed)
     began = time.perf_counter()
-    bar = tqdm(total=total, initial=state["step"], desc="pretrain dino", disable=not (show and main))
+    bar = tqdm(
+        total=total, initial=state["step"], desc=f"pretrain {objective.name}", disable=not (show and main)
+    )
     with bar:
         for epoch in range(state["epoch"], sched.epochs):
             if state["stopped"]:
@@ -291,16 +305,17 @@ def pretrain(
                 pin_memory=device.type == "cuda",
             )
             student.train()
-            dino.teacher.train()
+            if ssl.teacher is not None:
+                ssl.teacher.train()
             losses: list[float] = []
-            momentum = recipe.objective.momentum
+            momentum = getattr(objective, "momentum", None)
             for views in loader:
                 torch.manual_seed(_step_seed(sched.seed, epoch, state["step"]))
                 views = [v.to(device, non_blocking=True) for v in views]
                 with autocast(precision, device):
-                    loss = dino.loss(student, views, epoch)
+                    loss = ssl.loss(student, views, epoch)
                 accelerator.backward(loss)
-                dino.after_backward(epoch)
+                ssl.after_backward(epoch)
                 if epoch < recipe.adapt.head_warmup_epochs:
                     for p in backbone_params:
                         p.grad = None
@@ -309,10 +324,9 @@ def pretrain(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                momentum = _momentum(
-                    state["step"], total, recipe.objective.momentum, recipe.objective.momentum_end
-                )
-                dino.update_teacher(momentum)
+                if isinstance(ssl, Dino):
+                    momentum = _momentum(state["step"], total, ssl.block.momentum, ssl.block.momentum_end)
+                    ssl.update_teacher(momentum)
                 value = float(accelerator.reduce(loss.detach(), reduction="mean"))
                 if not math.isfinite(value):
                     raise PretrainError(
@@ -351,7 +365,7 @@ def pretrain(
                     {
                         "fingerprint": recipe.fingerprint(),
                         "world": world,
-                        "dino": _cpu_state(dino),
+                        "objective": _cpu_state(ssl),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "state": state,
@@ -454,7 +468,9 @@ def _export(
 
     def extras(stage: Path) -> None:
         (stage / "README.md").write_text(card.render(facts), encoding="utf-8")
-        card.plot_history(result.history, result.checks, stage / card.PLOT_NAME)
+        card.plot_history(
+            result.history, result.checks, stage / card.PLOT_NAME, objective=recipe.objective.name
+        )
 
     write_backbone(
         result.output,

@@ -82,6 +82,18 @@ def make_transform(backbone: Backbone, views: ViewsBlock) -> Any:
     )
 
 
+def make_mae_transform(backbone: Backbone, views: ViewsBlock) -> Any:
+    """lightly's ``MAETransform``: one random resized crop (``views.global_scale``'s lower bound) and a flip."""
+    needs_lightly()
+    from lightly.transforms.mae_transform import MAETransform
+
+    return MAETransform(
+        input_size=backbone.spec.input_size,
+        min_scale=views.global_scale[0],
+        normalize={"mean": list(backbone.spec.mean), "std": list(backbone.spec.std)},
+    )
+
+
 CACHE_BYTES = 2 * 2**30
 
 

@@ -174,6 +174,39 @@ def test_val_and_test_images_are_never_read(tmp_path: Path, monkeypatch: pytest.
     assert read == []
 
 
+def test_val_and_test_files_are_never_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No val/test file of a folder source is opened at all: not decoded, not hashed, not screened."""
+    import builtins
+    import io
+
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.new("L", (32, 32), color=10 * i + (100 if cls == "b" else 0)).save(root / cls / f"{i}.png")
+    source = {"type": "folder", "root": str(root), "split": {"seed": 0, "val": 0.2, "test": 0.2}}
+    splits = hfm.load_data(source)
+    held_out = {str(root / rel) for rel in [*splits.val.ids, *splits.test.ids]}
+    train = {str(root / rel) for rel in splits.train.ids}
+    assert held_out and train
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def recording_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, (str, Path)):
+            opened.append(str(Path(file)))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", recording_open)
+    monkeypatch.setattr(io, "open", recording_open)
+    pretrain(tiny_recipe(data=source), out=tmp_path / "out")
+    monkeypatch.undo()
+    assert train <= set(opened)  # the recorder sees the train files
+    assert not held_out & set(opened), sorted(held_out & set(opened))
+
+
 def test_last_blocks_adapts_only_the_last_block(tmp_path: Path) -> None:
     recipe = tiny_recipe(
         adapt={"mode": "last_blocks", "blocks": 1}, export="student", monitor={"enabled": False}
