@@ -65,6 +65,47 @@ RECIPE: dict[str, Any] = {
 }
 
 
+# MAE on a small ViT (the issue's size: width 96, depth 4, patch 4 at 32 px), mean-pooled tokens.
+VIT_ARCH: dict[str, Any] = {
+    "architecture": "vit_tiny_patch16_224",
+    "kwargs": {
+        "img_size": 32,
+        "patch_size": 4,
+        "embed_dim": 96,
+        "depth": 4,
+        "num_heads": 3,
+        "global_pool": "avg",
+    },
+    "input_size": 32,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+}
+MAE_RECIPE: dict[str, Any] = {
+    "objective": {
+        "name": "mae",
+        "mask_ratio": 0.75,
+        "decoder_dim": 64,
+        "decoder_depth": 2,
+        "decoder_heads": 4,
+    },
+    "views": {"global_scale": [0.35, 1.0]},
+    "schedule": {"epochs": 100, "batch_size": 32, "lr": 1e-3, "warmup_epochs": 5, "weight_decay": 0.05},
+    "monitor": {"every": 5, "max_images": 600, "tolerance": 0.1},
+}
+# Named starting points: (architecture, recipe, objective label); ``--base`` picks one.
+BASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    "dino-resnet18w16": (ARCH, RECIPE, "DINO"),
+    "mae-vit-w96d4p4": (VIT_ARCH, MAE_RECIPE, "MAE"),
+}
+DEFAULT_BASE = "dino-resnet18w16"
+# Per-target base (default DEFAULT_BASE).
+TARGET_BASES: dict[str, str] = {}
+# Per-target changes to the base recipe (what each set's backbone was built with; see benchmarks/README.md).
+TARGET_RECIPES: dict[str, dict[str, Any]] = {
+    "bccd": {"schedule": {"epochs": 15}},  # 2,804 crops: 15 epochs give as many steps as ~80 on BUSI
+}
+
+
 def sources(shared: Path) -> dict[str, dict[str, Any]]:
     """The data blocks of the study (the BUSI split is the one the evaluation uses)."""
     return {
@@ -89,7 +130,8 @@ def pretrained_root() -> Path:
 
 
 def pretrained_backbone(target: str, *, variant: str = "final", build: bool = True) -> Path:
-    """The folder of the backbone pretrained for ``target`` (``breastmnist`` or ``busi``), built if missing.
+    """The folder of the backbone pretrained for ``target`` (``breastmnist``, ``busi`` or ``bccd``), built if
+    missing.
 
     Other benchmarks call this (``sys.path`` holding ``benchmarks/``) to get "a backbone that carries signal"
     for one of the two sets without leaking its val/test images.
@@ -110,34 +152,51 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def study_recipe(
-    target: str, *, quick: bool, shared: Path = SHARED_DATA, bccd: bool = False
+    target: str,
+    *,
+    quick: bool,
+    shared: Path = SHARED_DATA,
+    bccd: bool = False,
+    base: str | None = None,
 ) -> dict[str, Any]:
-    """The pretrain recipe for one target: its own train images (and BCCD train with ``bccd``)."""
+    """The pretrain recipe for one target: its own train images (and BCCD train with ``bccd``), with the
+    target's own changes (:data:`TARGET_RECIPES`) merged over its base recipe (:data:`BASES`)."""
+    base = base or TARGET_BASES.get(target, DEFAULT_BASE)
+    arch, recipe, objective = BASES[base]
     if quick:
         data = [{"type": "synthetic", "n_classes": 2, "n_per_class": 24, "size": 32, "seed": 1}]
-        arch = {**ARCH, "input_size": 32}
-        return _merge(
-            {**RECIPE, "name": f"{target}-quick", "backbone": arch, "data": data},
-            {"schedule": {"epochs": 1, "batch_size": 16, "progress": False}, "objective": {"out_dim": 64}},
-        )
+        quick_over: dict[str, Any] = {"schedule": {"epochs": 1, "batch_size": 16, "progress": False}}
+        if objective == "DINO":
+            quick_over["objective"] = {"out_dim": 64}
+        return _merge({**recipe, "name": f"{target}-quick", "backbone": arch, "data": data}, quick_over)
     blocks = sources(shared)
-    return {
-        **RECIPE,
-        "name": f"dino-resnet18w16-{target}",
-        "description": f"DINO from scratch on {target} train images{' + BCCD train' if bccd else ''} "
-        "(hfm pretrain study)",
-        "backbone": ARCH,
-        "data": [blocks[target], *([blocks["bccd"]] if bccd else [])],
-    }
+    bccd = bccd and target != "bccd"  # BCCD's own backbone already reads the BCCD train crops
+    return _merge(
+        {
+            **recipe,
+            "name": f"{base}-{target}",
+            "description": f"{objective} from scratch on {target} train images{' + BCCD train' if bccd else ''} "
+            "(hfm pretrain study)",
+            "backbone": arch,
+            "data": [blocks[target], *([blocks["bccd"]] if bccd else [])],
+        },
+        TARGET_RECIPES.get(target, {}) if base == TARGET_BASES.get(target, DEFAULT_BASE) else {},
+    )
 
 
 def build_backbone(
-    target: str, folder: Path, *, recipe_overrides: dict[str, Any], quick: bool, bccd: bool = False
+    target: str,
+    folder: Path,
+    *,
+    recipe_overrides: dict[str, Any],
+    quick: bool,
+    bccd: bool = False,
+    base: str | None = None,
 ) -> dict[str, Any]:
     """Pretrain the backbone for ``target`` into ``folder`` and return what the run did."""
     import hfm
 
-    recipe = _merge(study_recipe(target, quick=quick, bccd=bccd), recipe_overrides)
+    recipe = _merge(study_recipe(target, quick=quick, bccd=bccd, base=base), recipe_overrides)
     result = hfm.pretrain(recipe, out=folder)
     return {
         "seconds": result.seconds,
@@ -166,13 +225,15 @@ def build_facts(folder: Path) -> dict[str, Any]:
     return {key: facts.get(key) for key in keep}
 
 
-def random_backbone(target: str, folder: Path, *, quick: bool, overrides: dict[str, Any]) -> Path:
+def random_backbone(
+    target: str, folder: Path, *, quick: bool, overrides: dict[str, Any], base: str | None = None
+) -> Path:
     """The same architecture at random initialisation (the recipe's seed), written like a pretrained one."""
     from hfm.pretrain.config import parse_recipe
     from hfm.pretrain.export import write_backbone
     from hfm.pretrain.loop import load_start
 
-    recipe = parse_recipe(_merge(study_recipe(target, quick=quick), overrides))
+    recipe = parse_recipe(_merge(study_recipe(target, quick=quick, base=base), overrides))
     backbone, args = load_start(recipe)
     if folder.exists():
         shutil.rmtree(folder)
@@ -288,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", default="{}", help="JSON merged over the pretrain recipe")
     p.add_argument("--seeds", type=int, default=len(SEEDS))
     p.add_argument("--bccd", action="store_true", help="also pretrain on the BCCD train crops")
+    p.add_argument(
+        "--base", choices=sorted(BASES), default=None, help="architecture + objective (default: per target)"
+    )
     args = p.parse_args(argv)
     threads = setup_threads(args.threads)
     if not args.quick and not SHARED_DATA.is_dir():
@@ -303,11 +367,17 @@ def main(argv: list[str] | None = None) -> int:
         folder = work / f"{target}-{args.variant}"
         if args.rebuild or args.quick or not (folder / "hfm_spec.json").is_file():
             started = time.perf_counter()
-            build_backbone(target, folder, recipe_overrides=overrides, quick=args.quick, bccd=args.bccd)
+            build_backbone(
+                target, folder, recipe_overrides=overrides, quick=args.quick, bccd=args.bccd, base=args.base
+            )
             print(f"{target}: built {folder} in {time.perf_counter() - started:.0f} s")
         builds[target] = build_facts(folder)
         random = random_backbone(
-            target, work / f"{target}-random-init-{args.variant}", quick=args.quick, overrides=overrides
+            target,
+            work / f"{target}-random-init-{args.variant}",
+            quick=args.quick,
+            overrides=overrides,
+            base=args.base,
         )
         sweeps = work / "sweeps" / args.variant
         pre = probe_sweep(
@@ -342,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine_info(threads),
             "variant": args.variant,
+            "base": args.base,
             "overrides": overrides,
             "shots": list(shots),
             "seeds": list(seeds),

@@ -24,10 +24,9 @@ def test_every_pretrain_recipe_validates(path: Path) -> None:
     assert recipe.output.startswith("runs/pretrain/")
 
 
-def test_smoke_recipe_runs(tmp_path: Path) -> None:
-    result = pretrain(
-        ROOT / "recipes" / "pretrain" / "smoke__dino-twin.yaml", out=tmp_path / "out", progress=False
-    )
+@pytest.mark.parametrize("name", ["smoke__dino-twin.yaml", "smoke__mae-vit.yaml"])
+def test_smoke_recipe_runs(tmp_path: Path, name: str) -> None:
+    result = pretrain(ROOT / "recipes" / "pretrain" / name, out=tmp_path / "out", progress=False)
     assert result.epochs == 2
     backbone = hfm.load_backbone(f"local-dir:{tmp_path / 'out'}")
     assert backbone.spec.embed_dim == result.backbone.spec.embed_dim
