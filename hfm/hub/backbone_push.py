@@ -40,34 +40,27 @@ def push_backbone(
     """Stage, scan and send the backbone folder; returns a :class:`hfm.hub.push.PushResult`."""
     from hfm.hub import _net
     from hfm.hub.licenses import policy_for
-    from hfm.hub.push import PushResult, _send
-    from hfm.hub.safety import scan_stage
+    from hfm.hub.push import scan_and_send
 
     spec = json.loads((folder / "hfm_spec.json").read_text(encoding="utf-8"))
     policy = policy_for(spec.get("license"), gated=bool(spec.get("gated")))
     if policy.needs_ack and not license_ack:
         raise HubError(policy.refusal(str(spec.get("hub_id", "?"))))
-    token = _net.token()
+    facts = json.loads((folder / "hfm_pretrain.json").read_text(encoding="utf-8"))
+    name = facts.get("recipe", {}).get("name", folder.name)
     with tempfile.TemporaryDirectory(prefix="hfm-push-") as tmp:
         stage = Path(tmp)
         for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
             shutil.copyfile(path, stage / path.name)
-        report = scan_stage(stage, token=token, plot_names=(PLOT,))
-        staged = sorted(p for p in stage.rglob("*") if p.is_file())
-        facts = json.loads((folder / "hfm_pretrain.json").read_text(encoding="utf-8"))
-        name = facts.get("recipe", {}).get("name", folder.name)
-        result = PushResult(
+        return scan_and_send(
+            stage,
+            plot_names=(PLOT,),
             repo_id=repo_id,
             revision=revision or "main",
-            private=not public,
-            files=[(p.relative_to(stage).as_posix(), p.stat().st_size) for p in staged],
-            commit_message=message or f"hfm pretrain: {name}",
-            redactions=report.redactions,
+            public=public,
+            message=message or f"hfm pretrain: {name}",
+            token=_net.token(),
             dry_run=dry_run,
+            attempts=attempts,
+            backoff=backoff,
         )
-        if dry_run:
-            return result
-        if not token:
-            raise HubError("no Hub token: run `hf auth login` or set HF_TOKEN, then push again")
-        _send(result, stage, token, attempts=attempts, backoff=backoff)
-    return result

@@ -155,27 +155,58 @@ def push(
     with tempfile.TemporaryDirectory(prefix="hfm-push-") as tmp:
         stage = Path(tmp)
         _stage(pub, stage, str(card))
-        report = scan_stage(stage, token=token, plot_names=(PLOT_NAME,) if pub.plot else ())
-        staged = sorted(p for p in stage.rglob("*") if p.is_file())
-        result = PushResult(
+        return scan_and_send(
+            stage,
+            plot_names=(PLOT_NAME,) if pub.plot else (),
             repo_id=repo_id,
             revision=branch,
-            private=not public,
-            files=[(p.relative_to(stage).as_posix(), p.stat().st_size) for p in staged],
-            commit_message=message or commit_message(pub),
-            redactions=report.redactions,
+            public=public,
+            message=message or commit_message(pub),
+            token=token,
             dry_run=dry_run,
+            attempts=attempts,
+            backoff=backoff,
         )
-        if dry_run:
-            return result
-        if not token:
-            raise HubError("no Hub token: run `hf auth login` or set HF_TOKEN, then push again")
-        if env.offline():
-            raise HubError(
-                f"{env.offline_variable() or 'HF_HUB_OFFLINE'} is set, so nothing can be pushed: unset it (or pass "
-                "--dry-run to check the push without the network)"
-            )
-        _send(result, stage, token, attempts=attempts, backoff=backoff)
+
+
+def scan_and_send(
+    stage: Path,
+    *,
+    plot_names: tuple[str, ...],
+    repo_id: str,
+    revision: str,
+    public: bool,
+    message: str,
+    token: str | None,
+    dry_run: bool,
+    attempts: int,
+    backoff: float,
+) -> PushResult:
+    """Scan a staged folder (paths redacted, stray images refused), then send it as one commit unless dry.
+
+    Shared by adapter and backbone pushes: what is checked before anything leaves the machine is the same.
+    """
+    report = scan_stage(stage, token=token, plot_names=plot_names)
+    staged = sorted(p for p in stage.rglob("*") if p.is_file())
+    result = PushResult(
+        repo_id=repo_id,
+        revision=revision,
+        private=not public,
+        files=[(p.relative_to(stage).as_posix(), p.stat().st_size) for p in staged],
+        commit_message=message,
+        redactions=report.redactions,
+        dry_run=dry_run,
+    )
+    if dry_run:
+        return result
+    if not token:
+        raise HubError("no Hub token: run `hf auth login` or set HF_TOKEN, then push again")
+    if env.offline():
+        raise HubError(
+            f"{env.offline_variable() or 'HF_HUB_OFFLINE'} is set, so nothing can be pushed: unset it (or pass "
+            "--dry-run to check the push without the network)"
+        )
+    _send(result, stage, token, attempts=attempts, backoff=backoff)
     return result
 
 
