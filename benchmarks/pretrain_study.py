@@ -26,7 +26,7 @@ label-efficiency plot. The backbones are built by this script (never committed) 
 ``$HFM_CACHE/benchmarks/pretrained/<name>`` where other benchmarks load them with
 ``hfm.load_backbone("local-dir:" + str(pretrained_backbone("busi")))``; see :func:`pretrained_backbone`.
 
-    python benchmarks/pretrain_study.py --targets breastmnist,busi,bccd   # build (if missing) and evaluate
+    python benchmarks/pretrain_study.py                 # build (if missing) and evaluate all three
     python benchmarks/pretrain_study.py --rebuild       # rebuild the backbones first
     python benchmarks/pretrain_study.py --quick         # synthetic smoke run in seconds
 """
@@ -329,7 +329,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.4), squeeze=False)
     for ax, (target, res) in zip(axes[0], results.items(), strict=True):
         ks = [int(k) for k in res["per_k"]]
-        for key, label in (("random_init", "random init"), ("pretrained", "hfm pretrain (DINO)")):
+        pretrained = f"pretrained ({res.get('base', DEFAULT_BASE)})"
+        for key, label in (("random_init", "random init"), ("pretrained", pretrained)):
             ax.plot(ks, [res["per_k"][str(k)][key] for k in ks], marker="o", label=label)
         ax.set(
             xscale="log",
@@ -337,7 +338,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
             xticklabels=[str(k) for k in ks],
             xlabel="labelled images per class (k)",
             ylabel="test balanced accuracy",
-            title=f"{target}: diff {res['diff_mean']:+.3f}",
+            title=f"{target}: diff {res['diff_mean']:+.3f} "
+            f"[{res['diff_ci95'][0]:+.3f}, {res['diff_ci95'][1]:+.3f}]",
         )
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -347,7 +349,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--targets", default="breastmnist,busi")
+    p.add_argument("--targets", default="breastmnist,busi,bccd")
     p.add_argument("--rebuild", action="store_true", help="pretrain again even if the backbone exists")
     p.add_argument(
         "--variant", default="final", help="folder suffix (and results name) of this configuration"
@@ -392,7 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         rand = probe_sweep(
             random, target, sweeps / f"{target}-random", shots=shots, seeds=seeds, quick=args.quick
         )
-        results[target] = paired(pre, rand, shots, seeds)
+        base = args.base or TARGET_BASES.get(target, DEFAULT_BASE)
+        results[target] = {
+            "base": base,
+            "objective": BASES[base][2],
+            **paired(pre, rand, shots, seeds),
+        }
         res = results[target]
         per_k = " ".join(
             f"k={k}: {v['random_init']:.3f} -> {v['pretrained']:.3f}" for k, v in res["per_k"].items()

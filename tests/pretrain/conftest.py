@@ -31,6 +31,18 @@ def tiny_recipe(**over: Any) -> dict[str, Any]:
     return recipe
 
 
+MAE = {"name": "mae", "decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2}
+
+
+def mae_recipe(**over: Any) -> dict[str, Any]:
+    """The tiny ViT recipe with the MAE objective and its single-view crops."""
+    objective = {**MAE, **over.pop("objective", {})}
+    recipe = tiny_recipe(**over)
+    recipe["objective"] = objective
+    recipe["views"] = {"global_scale": [0.5, 1.0]}
+    return recipe
+
+
 @pytest.fixture
 def recipe_factory() -> Any:
     return tiny_recipe

@@ -1,4 +1,4 @@
-"""``torchrun -m hfm pretrain`` with two CPU processes (gloo): both train, one writes the backbone folder."""
+"""``torchrun -m hfm pretrain`` with two CPU processes (gloo), DINO and MAE: both train, one writes the folder."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 import hfm
-from pretrain.conftest import tiny_recipe
+from pretrain.conftest import mae_recipe, tiny_recipe
 
 
 @pytest.mark.slow
-def test_two_process_pretrain(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make", [tiny_recipe, mae_recipe], ids=["dino", "mae"])
+def test_two_process_pretrain(tmp_path: Path, make: Any) -> None:
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump(tiny_recipe(schedule={"epochs": 2, "batch_size": 4})))
+    recipe.write_text(yaml.safe_dump(make(schedule={"epochs": 2, "batch_size": 4})))
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

@@ -15,18 +15,7 @@ from hfm.errors import ConfigError
 from hfm.pretrain import PretrainError, parse_recipe, pretrain
 from hfm.pretrain.loop import load_start
 from hfm.pretrain.mae import MaeBranch
-from pretrain.conftest import tiny_recipe
-
-MAE = {"name": "mae", "decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2}
-
-
-def mae_recipe(**over: Any) -> dict[str, Any]:
-    """The tiny ViT recipe with the MAE objective and its single-view crops."""
-    objective = {**MAE, **over.pop("objective", {})}
-    recipe = tiny_recipe(**over)
-    recipe["objective"] = objective
-    recipe["views"] = {"global_scale": [0.5, 1.0]}
-    return recipe
+from pretrain.conftest import mae_recipe, tiny_recipe
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
