@@ -113,7 +113,8 @@ def gains_table(part: dict[str, Any]) -> str:
     metric = "balanced_accuracy"
     cell = {(r["preset"], r["k"]): r[metric] for r in part["rows"]}
     lines = [
-        "| preset | k | labelled-only twin | twin | preset | difference (mean ± std) | 95% CI | wins |",
+        "| preset | k | labelled-only twin | twin (mean ± std) | preset (mean ± std) | difference (mean ± std) "
+        "| 95% CI | wins |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for g in part["gains"]:
