@@ -39,17 +39,41 @@ EMBEDDING_PRESETS = ["probe/logreg", "label-spreading/knn", "label-propagation/k
 E2E_TRAINING = {"lr": 1.0e-3, "batch_size": 8, "epochs": 10_000, "eval_every": 5}
 
 
-def e2e_presets(mu: int) -> list[dict[str, Any]]:
-    """The end-to-end presets: ``full`` supervised, and the same tuner with each semi-supervised method."""
-    strong = {"policy": "randaugment", "num_ops": 2, "magnitude": 9}
+#: RandAugment's ops that change intensity or colour rather than geometry (``--strong-view geometric`` drops them).
+INTENSITY_OPS = [
+    "Brightness",
+    "Color",
+    "Contrast",
+    "Sharpness",
+    "Posterize",
+    "Solarize",
+    "AutoContrast",
+    "Equalize",
+]
+
+
+def e2e_presets(mu: int, methods: list[str], strong_view: str = "randaugment") -> list[dict[str, Any]]:
+    """The end-to-end presets: ``full`` supervised, and the same tuner with each semi-supervised method.
+
+    Ablations of the strong view: ``"geometric"`` keeps only RandAugment's geometric ops; ``"weak"`` makes it a
+    second draw of the weak view (magnitude 0, the ops that ignore the magnitude excluded).
+    """
+    strong: dict[str, Any] = {"policy": "randaugment", "num_ops": 2, "magnitude": 9}
+    if strong_view == "geometric":
+        strong["exclude"] = INTENSITY_OPS
+    elif strong_view == "weak":
+        strong.update(magnitude=0, exclude=["AutoContrast", "Equalize", "Posterize", "Solarize"])
+    suffix = "" if strong_view == "randaugment" else f"-{strong_view}"
+    params = {
+        "pseudo-label": {"threshold": 0.95, "mu": mu},
+        "fixmatch": {"threshold": 0.95, "mu": mu, "strong_augment": strong},
+        "freematch": {"mu": mu, "strong_augment": strong},
+    }
     out: list[dict[str, Any]] = [{"name": "full/sup", "tuner": "full", "training": E2E_TRAINING}]
-    for method, params in (
-        ("pseudo-label", {"threshold": 0.95, "mu": mu}),
-        ("fixmatch", {"threshold": 0.95, "mu": mu, "strong_augment": strong}),
-        ("freematch", {"mu": mu, "strong_augment": strong}),
-    ):
-        out.append({"name": f"{method}/full", "tuner": "full", "training": E2E_TRAINING,
-                    "method": {"name": method, "params": params}})  # fmt: skip
+    for method in methods:
+        name = f"{method}{'' if method == 'pseudo-label' else suffix}/full"
+        out.append({"name": name, "tuner": "full", "training": E2E_TRAINING,
+                    "method": {"name": method, "params": params[method]}})  # fmt: skip
     return out
 
 
@@ -93,7 +117,7 @@ def recipe(name: str, part: str, args: Any, shared: Path, out: Path) -> dict[str
         "name": f"semi-supervised-{name}-{part}",
         "backbone": backbone_for(name, args),
         "data": data,
-        "presets": e2e_presets(args.mu) if e2e else EMBEDDING_PRESETS,
+        "presets": e2e_presets(args.mu, args.e2e_methods, args.strong_view) if e2e else EMBEDDING_PRESETS,
         "shots": args.e2e_shots if e2e else args.shots,
         "seeds": list(range(args.e2e_seeds if e2e else args.seeds)),
         "training": {"max_steps": args.e2e_steps, "patience": None, "warmup_ratio": 0.1} if e2e else {},
@@ -154,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--e2e-seeds", type=int, default=None, help="end-to-end part (default 5)")
     p.add_argument("--e2e-steps", type=int, default=None, help="end-to-end optimizer steps (default 50)")
     p.add_argument("--mu", type=int, default=2, help="unlabelled images per labelled image (end to end)")
+    p.add_argument(
+        "--e2e-methods", nargs="+", default=["pseudo-label", "fixmatch", "freematch"],
+        choices=["pseudo-label", "fixmatch", "freematch"], help="end-to-end methods beside full/sup",
+    )  # fmt: skip
+    p.add_argument(
+        "--strong-view", default="randaugment", choices=["randaugment", "geometric", "weak"],
+        help="the strong view of fixmatch/freematch: RandAugment, only its geometric ops, or none (ablations)",
+    )  # fmt: skip
     p.add_argument("--skip-e2e", action="store_true", help="only the embedding part")
     p.add_argument("--skip-embeddings", action="store_true", help="only the end-to-end part")
     p.add_argument("--backbone", default=None, help="one backbone for every set instead of the built CNNs")
