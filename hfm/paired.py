@@ -25,14 +25,26 @@ SUPERVISED = "supervised"
 
 
 def paired_difference(
-    values: Mapping[int, float | None], baseline: Mapping[int, float | None]
+    values: Mapping[int, float | None] | Sequence[float],
+    baseline: Mapping[int, float | None] | Sequence[float],
 ) -> dict[str, Any]:
     """Mean, standard deviation and 95% t-interval of ``values[s] - baseline[s]`` over the seeds both have.
+
+    The one paired-difference helper of hfm: the semi-supervised gains, the active-learning samplers
+    (:mod:`hfm.sampler_report`) and the benchmarks all report through it.
+
+    Args:
+        values: ``{seed: metric}``, or a sequence already paired position by position with ``baseline``.
+        baseline: The baseline's metric in the same form; seeds missing on either side (or ``None``) are skipped.
 
     Returns:
         ``{"mean", "std", "ci95": [low, high], "n", "seeds", "wins"}``; with one pair the interval is
         ``[None, None]``, with none every statistic is ``None``.
     """
+    if not isinstance(values, Mapping) or not isinstance(baseline, Mapping):
+        if len(values) != len(baseline):
+            raise ValueError(f"paired sequences differ in length: {len(values)} vs {len(baseline)}")
+        values, baseline = dict(enumerate(values)), dict(enumerate(baseline))
     seeds = sorted(s for s in values if s in baseline and values[s] is not None and baseline[s] is not None)
     diffs = np.array([float(values[s]) - float(baseline[s]) for s in seeds], dtype=np.float64)  # type: ignore[arg-type]
     n = len(diffs)

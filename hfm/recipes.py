@@ -159,6 +159,19 @@ class BagsBlock(_Strict):
     labels: str | None = None
 
 
+class UnlabelledBlock(_Strict):
+    """A separate source of unlabelled images for the semi-supervised methods (:mod:`hfm.data.unlabelled`).
+
+    Attributes:
+        data: Any data source block; ``{type: images, root: ...}`` reads a plain folder of images. Local paths
+            are relative to the recipe. Its images join the draw's pool.
+        max_images: At most this many of its images per run, sampled with the run's seed (default: all).
+    """
+
+    data: dict[str, Any]
+    max_images: int | None = Field(default=None, ge=1)
+
+
 class Recipe(_Strict):
     """A few-shot study: backbone x data x presets x shots x seeds.
 
@@ -188,6 +201,7 @@ class Recipe(_Strict):
         rounds: Query rounds each sampler's budget is spread over (``1``: all at once).
         labelled: A labels CSV (``id,label``, from ``hfm select``) that replaces every draw: the runs train on
             exactly those labels (recorded as k = ``all``).
+        unlabelled: A separate source of unlabelled images added to each run's pool (semi-supervised methods).
     """
 
     name: str | None = None
@@ -211,6 +225,7 @@ class Recipe(_Strict):
     samplers: list[str] = Field(default_factory=lambda: [DEFAULT_SAMPLER], min_length=1)
     rounds: int = Field(default=1, ge=1)
     labelled: str | None = None
+    unlabelled: UnlabelledBlock | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -546,6 +561,12 @@ def parse(
     recipe.presets = resolved
     validate_training(recipe.training, source, "training")
     recipe.data = validate_source(_resolve_paths(recipe.data, base), source)
+    if recipe.unlabelled is not None:
+        try:
+            block = parse_source(_resolve_paths(recipe.unlabelled.data, base), where="unlabelled.data")
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        recipe.unlabelled.data = block.model_dump(mode="json", exclude_none=True)
     if recipe.bags.labels is not None and not Path(recipe.bags.labels).is_absolute():
         recipe.bags.labels = str((base / os.path.expanduser(recipe.bags.labels)).resolve())
     if recipe.prompts is not None:
@@ -679,16 +700,20 @@ def check_presets(recipe: Recipe, source: str) -> None:
 
 
 def check_data_paths(recipe: Recipe, source: str) -> None:
-    """Local paths of the data block must exist (a missing shared-data folder is a clear error)."""
-    for key in path_keys(recipe.data):
-        value = recipe.data.get(key)
-        if isinstance(value, str) and Path(value).is_absolute() and not Path(value).exists():
-            hint = (
-                " (the real data sets sit beside the checkout in ../shared/data; they are not part of hfm)"
-                if "shared" in Path(value).parts
-                else ""
-            )
-            raise ConfigError(f"{source}: data.{key}: {value} does not exist{hint}")
+    """Local paths of the data block (and of the unlabelled source) must exist: a missing folder is a clear error."""
+    blocks = [("data", recipe.data)]
+    if recipe.unlabelled is not None:
+        blocks.append(("unlabelled.data", recipe.unlabelled.data))
+    for field, block in blocks:
+        for key in path_keys(block):
+            value = block.get(key)
+            if isinstance(value, str) and Path(value).is_absolute() and not Path(value).exists():
+                hint = (
+                    " (the real data sets sit beside the checkout in ../shared/data; they are not part of hfm)"
+                    if "shared" in Path(value).parts
+                    else ""
+                )
+                raise ConfigError(f"{source}: {field}.{key}: {value} does not exist{hint}")
 
 
 def check(path: str | Path) -> str:

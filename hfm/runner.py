@@ -166,6 +166,7 @@ class _Sweep:
         self._text: Any = None
         self._draws: dict[tuple[Shot, int, str], Draw] = {}
         self._train_embeddings: Any = None
+        self._unlabelled: Any = None
         self.parallel = "single"  # how the sweep executes (hfm.parallel.choose_mode), kept in each run record
 
     # -- shared, loaded once ------------------------------------------------------------------------------
@@ -186,7 +187,20 @@ class _Sweep:
                 from hfm.labelling import labelled_run
 
                 self._splits = labelled_run(self._splits, self.recipe.labelled, 0)[0]
+            if self.recipe.unlabelled is not None:  # its mistakes, too, stop the sweep before any run
+                from hfm.data.unlabelled import load_unlabelled
+
+                with loading_progress(self.progress):
+                    self._unlabelled = load_unlabelled(
+                        self.recipe.unlabelled.data, self._splits.classes, self.recipe.unlabelled.max_images
+                    )
         return self._splits
+
+    @property
+    def unlabelled(self) -> Any:
+        """The recipe's separate unlabelled source (:class:`hfm.data.unlabelled.UnlabelledSource`) or ``None``."""
+        _ = self.splits  # loaded with the data
+        return self._unlabelled
 
     @property
     def backbone(self) -> Any:
@@ -253,11 +267,24 @@ class _Sweep:
             }
             if self._train_embeddings is not None:
                 emb["train"] = torch.as_tensor(self._train_embeddings[ordered])
+            extra: list[int] = []
+            if pool and self.unlabelled is not None:  # every run's share of the separate source
+                extra = sorted({int(i) for s in self.recipe.seeds for i in self.unlabelled.positions(s)})
+                emb["unlabelled"] = extract(
+                    self.backbone,
+                    self.unlabelled.images.take(extra),
+                    batch_size=block.batch_size,
+                    num_workers=block.num_workers,
+                    split="unlabelled",
+                    progress=self.progress,
+                )
             self._embeddings = CachedEmbeddings(
                 train=emb["train"],
                 rows={row: pos for pos, row in enumerate(ordered)},
                 val=emb["val"],
                 test=emb["test"],
+                unlabelled=emb.get("unlabelled"),
+                unlabelled_rows={row: pos for pos, row in enumerate(extra)},
             )
         return self._embeddings
 
@@ -351,6 +378,7 @@ class _Sweep:
             progress=self.progress,
             embed=self.embeddings,
             text=self.text_head,
+            unlabelled=self.unlabelled if method.needs.pool else None,
         )
         return model, method.fit(model, ctx)
 

@@ -3,43 +3,24 @@
 In a sweep with a ``samplers:`` axis every sampler of one (preset, k, seed) is evaluated on the same test split
 with the same training seed; only the labelled examples differ. The difference of the primary metric between a
 sampler and the baseline (``random``) is therefore paired by seed, and its 95% interval is the t-interval of the
-per-seed differences (the spread of the draw, not of the test set). Written as ``samplers.json|md`` next to the
-summary.
+per-seed differences (the spread of the draw, not of the test set), from :func:`hfm.paired.paired_difference`
+like every paired comparison in hfm. Written as ``samplers.json|md`` next to the summary.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hfm.paired import paired_difference
 from hfm.sweep import k_order
 
 BASELINE = "random"
 FILES = ("samplers.json", "samplers.md")
-
-
-def paired_difference(values: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
-    """Mean of ``values - baseline`` (paired), its 95% t-interval, and how often the first is higher.
-
-    Written here because the sweep summary aggregates cells independently; the interval of a difference needs
-    the pairing.
-    """
-    from scipy import stats
-
-    diff = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
-    n = len(diff)
-    mean = float(diff.mean()) if n else math.nan
-    if n > 1:
-        half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n))
-        ci = [mean - half, mean + half]
-    else:
-        ci = [math.nan, math.nan]
-    return {"mean": mean, "ci95": ci, "n": n, "wins": int((diff > 0).sum())}
 
 
 def compare(runs: Sequence[dict[str, Any]], metric: str, baseline: str = BASELINE) -> list[dict[str, Any]]:
@@ -57,7 +38,7 @@ def compare(runs: Sequence[dict[str, Any]], metric: str, baseline: str = BASELIN
         seeds = sorted(set(by_seed) & set(base))
         if not seeds:
             continue
-        diff = paired_difference([by_seed[s] for s in seeds], [base[s] for s in seeds])
+        diff = paired_difference({s: by_seed[s] for s in seeds}, {s: base[s] for s in seeds})
         rows.append(
             {
                 "preset": preset,
@@ -85,9 +66,10 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         d = r["difference"]
         low, high = d["ci95"]
+        ci = "" if low is None else f" [{low:+.3f}, {high:+.3f}]"
         lines.append(
             f"| {r['preset']} | {r['k']} | {r['sampler']} | {r['sampler_mean']:.3f} | {r['baseline_mean']:.3f} "
-            f"| {d['mean']:+.3f} [{low:+.3f}, {high:+.3f}] | {d['wins']}/{d['n']} |"
+            f"| {d['mean']:+.3f}{ci} | {d['wins']}/{d['n']} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -176,6 +176,8 @@ def run_provenance(
         },
         "allow_fewer": recipe.allow_fewer,
     }
+    if recipe.unlabelled is not None:  # a separate unlabelled source feeds the pool of every run
+        record["unlabelled"] = recipe.unlabelled.model_dump(mode="json")
     return json.loads(json.dumps(record, default=str))  # type: ignore[no-any-return]
 
 
@@ -213,6 +215,8 @@ def _differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]
         changed.append("preset settings")
     if recorded.get("allow_fewer") != current.get("allow_fewer"):
         changed.append("allow_fewer")
+    if recorded.get("unlabelled") != current.get("unlabelled"):
+        changed.append("unlabelled block")
     return changed
 
 

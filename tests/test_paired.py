@@ -26,6 +26,26 @@ def test_paired_difference_is_the_t_interval_of_the_per_seed_differences() -> No
     assert paired_difference({0: 0.5}, {1: 0.4})["n"] == 0
 
 
+def test_paired_sequences_and_the_sampler_report_share_the_one_helper() -> None:
+    from hfm import sampler_report
+
+    assert sampler_report.paired_difference is paired_difference  # one implementation, not two
+    out = paired_difference([0.70, 0.62, 0.80, 0.55], [0.60, 0.61, 0.70, 0.58])
+    assert out == paired_difference(
+        {0: 0.70, 1: 0.62, 2: 0.80, 3: 0.55}, {0: 0.60, 1: 0.61, 2: 0.70, 3: 0.58}
+    )
+    with pytest.raises(ValueError, match="length"):
+        paired_difference([0.5, 0.6], [0.4])
+    runs = [
+        {"preset": "p", "k": 1, "seed": s, "sampler": name, "test": {"acc": v}}
+        for name, values in (("random", [0.5, 0.6, 0.4]), ("typiclust", [0.6, 0.6, 0.5]))
+        for s, v in enumerate(values)
+    ]
+    (row,) = sampler_report.compare(runs, "acc")
+    assert row["difference"] == paired_difference([0.6, 0.6, 0.5], [0.5, 0.6, 0.4])
+    assert "| p | 1 | typiclust | 0.567 | 0.500 | +0.067 [" in sampler_report.to_markdown([row])
+
+
 def test_a_preset_is_paired_with_its_labelled_only_twin() -> None:
     presets = [
         Preset(name="lora/r8-attn", tuner="lora", params={"r": 8}),

@@ -31,7 +31,7 @@ from hfm.data.splits import Subset
 from hfm.errors import ConfigError
 
 # Built-in source types, all registered by importing hfm.data.sources.
-_BUILTINS = {name: "sources" for name in ("npz", "folder", "csv", "hf", "dicom", "synthetic")}
+_BUILTINS = {name: "sources" for name in ("npz", "folder", "csv", "hf", "dicom", "synthetic", "images")}
 _SOURCES: Registry[type[SourceBlock]] = Registry(
     "data source", "hfm.data", _BUILTINS, ConfigError, "source_type"
 )

@@ -12,6 +12,7 @@ from hfm.data.hf import HfSource
 from hfm.data.npz import NpzSource
 from hfm.data.registry import AutoSplit, SourceBlock, parse_source
 from hfm.data.synthetic import SyntheticSource
+from hfm.data.unlabelled import ImagesSource
 
 __all__ = [
     "AutoSplit",
@@ -19,6 +20,7 @@ __all__ = [
     "DicomSource",
     "FolderSource",
     "HfSource",
+    "ImagesSource",
     "NpzSource",
     "SourceBlock",
     "SyntheticSource",

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hfm.backbones.base import Backbone
     from hfm.data.episodes import Draw
     from hfm.data.splits import Splits, Subset
+    from hfm.data.unlabelled import UnlabelledSource
     from hfm.train import Batch, Forward, TrainConfig
     from hfm.tuners.base import AdaptedModel
     from hfm.zeroshot.text import TextHead
@@ -104,6 +105,8 @@ class CachedEmbeddings:
     rows: dict[int, int]
     val: torch.Tensor
     test: torch.Tensor
+    unlabelled: torch.Tensor | None = None
+    unlabelled_rows: dict[int, int] = dataclasses.field(default_factory=dict)
 
     def of(self, positions: Iterable[int]) -> torch.Tensor:
         """Embeddings of these train positions (each must have been embedded: a labelled or pool example)."""
@@ -115,6 +118,13 @@ class CachedEmbeddings:
                 "must declare needs.pool"
             ) from None
         return self.train[torch.as_tensor(index, dtype=torch.long)]
+
+    def of_unlabelled(self, positions: Iterable[int]) -> torch.Tensor:
+        """Embeddings of these images of the recipe's separate unlabelled source (``unlabelled:``)."""
+        if self.unlabelled is None:
+            raise MethodError("the separate unlabelled source was not embedded")
+        index = [self.unlabelled_rows[int(i)] for i in positions]
+        return self.unlabelled[torch.as_tensor(index, dtype=torch.long)]
 
 
 @dataclasses.dataclass
@@ -135,6 +145,7 @@ class RunContext:
         progress: Show progress bars.
         embed: Returns the sweep's cached embeddings (extracted on first call).
         text: Returns the sweep's zero-shot text head (class prompts through the text tower, built once).
+        unlabelled: The recipe's separate source of unlabelled images (``unlabelled:``), added to the pool.
     """
 
     splits: Splits
@@ -149,6 +160,7 @@ class RunContext:
     progress: bool = True
     embed: Callable[[], CachedEmbeddings] | None = None
     text: Callable[[], TextHead] | None = None
+    unlabelled: UnlabelledSource | None = None
 
     def text_head(self) -> TextHead:
         """The class text embeddings built from the recipe's prompts (methods that declare ``needs.text``)."""
@@ -167,13 +179,43 @@ class RunContext:
         return self.draw.labelled(self.splits.train)
 
     def pool(self) -> Subset:
-        """The draw's unlabelled pool (its labels exist for evaluation only: a method must not read them)."""
-        return self.draw.unlabelled(self.splits.train)
+        """The unlabelled pool: the draw's (train minus labelled minus held-out groups), then this run's share of
+        the separate unlabelled source if the recipe has one. Its labels exist for evaluation only (the
+        separate source's are all unknown): a method must not read them."""
+        own = self.draw.unlabelled(self.splits.train)
+        if self.unlabelled is None:
+            return own
+        from hfm.data.unlabelled import concat
+
+        return concat([own, self.unlabelled.images.take(self.unlabelled.positions(self.seed).tolist())])
+
+    def pool_embeddings(self) -> torch.Tensor:
+        """Cached embeddings of :meth:`pool`, in the same order (methods that declare ``needs.pool``)."""
+        emb = self.embeddings()
+        parts = [emb.of(self.draw.pool)]
+        if self.unlabelled is not None:
+            parts.append(emb.of_unlabelled(self.unlabelled.positions(self.seed)))
+        return torch.cat(parts)
 
     def pool_record(self) -> dict[str, Any]:
         """The pool's size and fingerprint, for a method that used it to put in its ``info["pool"]`` (the run,
-        ``hfm_config.json`` and the card then record which unlabelled examples trained the adapter)."""
-        return {"size": len(self.draw.pool), "fingerprint": self.draw.pool_fingerprint(self.splits.train)}
+        ``hfm_config.json`` and the card then record which unlabelled examples trained the adapter). With a
+        separate unlabelled source, ``draw`` and ``source`` give each part's size and fingerprint."""
+        own: dict[str, Any] = {
+            "size": len(self.draw.pool),
+            "fingerprint": self.draw.pool_fingerprint(self.splits.train),
+        }
+        if self.unlabelled is None:
+            return own
+        from hfm.data.unlabelled import ids_fingerprint
+
+        extra = self.unlabelled.record(self.seed)
+        return {
+            "size": own["size"] + extra["size"],
+            "fingerprint": ids_fingerprint([own["fingerprint"], extra["fingerprint"]]),
+            "draw": own,
+            "source": extra,
+        }
 
     def train_config(self) -> tuple[TrainConfig, dict[str, Any] | None]:
         """The :class:`~hfm.train.TrainConfig` of this run and the ``augment`` block (``None``: no augmentation)."""

@@ -18,7 +18,12 @@ from hfm.data.augment import Augment, AugmentConfig
 from hfm.errors import MethodError
 from hfm.methods import register_method
 from hfm.methods.base import Method, MethodConfig, MethodResult, Needs, RunContext
-from hfm.methods.ssl_losses import FreeMatchThreshold, fixmatch_loss, masked_cross_entropy
+from hfm.methods.ssl_losses import (
+    FreeMatchThreshold,
+    fixmatch_loss,
+    freematch_fairness_loss,
+    masked_cross_entropy,
+)
 from hfm.methods.supervised import as_numpy
 from hfm.methods.views import PoolViews, StrongAugment, StrongAugmentConfig
 
@@ -37,6 +42,8 @@ class ConsistencyConfig(MethodConfig):
         mu: Unlabelled images per labelled image in a step (the unlabelled batch is ``mu * batch_size``).
         lambda_u: Weight of the unlabelled loss.
         momentum: EMA momentum of FreeMatch's thresholds.
+        fairness_weight: Weight ``w_f`` of FreeMatch's self-adaptive fairness loss (0.01, the authors' default;
+            0 turns it off). Other methods ignore it.
         weak_augment: The weak view (``training.augment``'s keys); ``{}``: hfm's default light augmentation.
         strong_augment: The strong view (:class:`~hfm.methods.views.StrongAugmentConfig`'s keys: ``policy``,
             ``num_ops``, ``magnitude``, ``exclude``).
@@ -46,14 +53,17 @@ class ConsistencyConfig(MethodConfig):
     mu: int = 7
     lambda_u: float = 1.0
     momentum: float = 0.999
+    fairness_weight: float = 0.01
     weak_augment: dict[str, Any] = dataclasses.field(default_factory=dict)
     strong_augment: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def check(self, name: str) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise MethodError(f"method {name!r}: threshold must lie in [0, 1], got {self.threshold}")
-        if self.mu < 1 or self.lambda_u < 0 or not 0.0 <= self.momentum < 1.0:
-            raise MethodError(f"method {name!r}: mu must be >= 1, lambda_u >= 0 and momentum in [0, 1)")
+        if self.mu < 1 or self.lambda_u < 0 or self.fairness_weight < 0 or not 0.0 <= self.momentum < 1.0:
+            raise MethodError(
+                f"method {name!r}: mu must be >= 1, lambda_u and fairness_weight >= 0 and momentum in [0, 1)"
+            )
         for key, block in (("weak_augment", AugmentConfig), ("strong_augment", StrongAugmentConfig)):
             try:
                 block(**getattr(self, key))
@@ -64,7 +74,7 @@ class ConsistencyConfig(MethodConfig):
 
 
 class Consistency(Method):
-    """Base of the end-to-end methods: supervised cross-entropy + ``lambda_u`` x an unlabelled loss."""
+    """Base of the end-to-end methods: supervised cross-entropy + the weighted unlabelled loss terms."""
 
     config_cls: ClassVar[type[MethodConfig]] = ConsistencyConfig
     config: ConsistencyConfig
@@ -73,7 +83,7 @@ class Consistency(Method):
     strong_view: ClassVar[bool] = True
 
     def unlabelled_loss(self, forward: Forward, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The unlabelled loss of one batch of views."""
+        """The unlabelled loss of one batch of views, with its weights (``lambda_u``, ...) applied."""
         raise NotImplementedError
 
     def state(self) -> Any | None:
@@ -89,7 +99,7 @@ class Consistency(Method):
         supervised = cross_entropy(forward, batch, config)
         if batch.unlabelled is None:
             return supervised
-        return supervised + self.config.lambda_u * self.unlabelled_loss(forward, batch.unlabelled)
+        return supervised + self.unlabelled_loss(forward, batch.unlabelled)
 
     def train(
         self, model: AdaptedModel, train: Any, val: Any, pool: Subset, config: TrainConfig
@@ -148,7 +158,7 @@ class PseudoLabel(Consistency):
 
     def unlabelled_loss(self, forward: Forward, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
         logits = forward(views[0])
-        return fixmatch_loss(logits, logits, self.config.threshold)[0]
+        return self.config.lambda_u * fixmatch_loss(logits, logits, self.config.threshold)[0]
 
 
 @register_method("fixmatch")
@@ -159,12 +169,13 @@ class FixMatch(Consistency):
         weak, strong = views
         with torch.no_grad():
             weak_logits = forward(weak)
-        return fixmatch_loss(weak_logits, forward(strong), self.config.threshold)[0]
+        return self.config.lambda_u * fixmatch_loss(weak_logits, forward(strong), self.config.threshold)[0]
 
 
 @register_method("freematch")
 class FreeMatch(Consistency):
-    """FreeMatch: FixMatch with self-adaptive, class-wise thresholds (an EMA of the model's confidence)."""
+    """FreeMatch: FixMatch with self-adaptive, class-wise thresholds (an EMA of the model's confidence) and the
+    self-adaptive fairness loss: ``lambda_u L_u + fairness_weight L_f``."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -186,7 +197,13 @@ class FreeMatch(Consistency):
         assert self.thresholds is not None
         self.thresholds.update(probs)
         targets, mask = self.thresholds.mask(probs)
-        return masked_cross_entropy(strong_logits, targets, mask)
+        loss = self.config.lambda_u * masked_cross_entropy(strong_logits, targets, mask)
+        if self.config.fairness_weight > 0:
+            fairness = freematch_fairness_loss(
+                strong_logits, mask, self.thresholds.class_confidence, self.thresholds.label_histogram
+            )
+            loss = loss + self.config.fairness_weight * fairness
+        return loss
 
 
 __all__ = ["Consistency", "ConsistencyConfig", "FixMatch", "FreeMatch", "PseudoLabel"]

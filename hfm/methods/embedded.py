@@ -93,9 +93,7 @@ class PoolLabels(Method):
         labels = np.asarray(ctx.splits.train.labels[ctx.draw.indices], dtype=np.int64)
         labelled = emb.of(ctx.draw.indices).double().numpy()
         n_classes = ctx.splits.num_classes
-        pool = (
-            emb.of(ctx.draw.pool).double().numpy() if len(ctx.draw.pool) else np.zeros((0, labelled.shape[1]))
-        )
+        pool = ctx.pool_embeddings().double().numpy().reshape(-1, labelled.shape[1])
         if len(pool) == 0:
             raise MethodError(
                 f"method {self.method_name!r}: the unlabelled pool is empty (every train example is labelled "
@@ -114,7 +112,9 @@ class PoolLabels(Method):
         info["pool"] = ctx.pool_record()
         info["pseudo_labelled"] = int(len(keep))
         info["pseudo_label_counts"] = np.bincount(pseudo, minlength=n_classes).astype(int).tolist()
-        pool_truth = ctx.splits.train.labels[ctx.draw.pool][keep]  # recorded for diagnosis, never trained on
-        info["pseudo_label_accuracy"] = float((pseudo == pool_truth).mean()) if len(keep) else None
+        # recorded for diagnosis, never trained on: only the draw's pool (the first rows) has known labels
+        own = keep < len(ctx.draw.pool)
+        pool_truth = ctx.splits.train.labels[ctx.draw.pool][keep[own]]
+        info["pseudo_label_accuracy"] = float((pseudo[own] == pool_truth).mean()) if own.any() else None
         test = model.predict_proba_embeddings(emb.test)  # type: ignore[operator]
         return MethodResult(proba=as_numpy(test), info=info, n_unlabelled=len(pool))

@@ -14,7 +14,14 @@ Notation: ``q`` are the class probabilities of an unlabelled batch of ``mu * B``
   ``tau_t = lam tau_{t-1} + (1 - lam) mean_b max q_b`` (global, from ``1/C``),
   ``p_t(c) = lam p_{t-1}(c) + (1 - lam) mean_b q_b(c)`` (local, from ``1/C``),
   ``tau_t(c) = p_t(c) / max_c' p_t(c') * tau_t``; an example counts when ``max q_b > tau_t(q_hat_b)``.
-  Its self-adaptive fairness term is not included.
+* FreeMatch's self-adaptive fairness (Wang et al. 2023, eqs. 9-11): with ``h_t = lam h_{t-1} + (1 - lam)
+  Hist(q_hat)`` (the EMA of the weak views' normalised pseudo-label histogram, from ``1/C``), and over the
+  *masked* examples of the batch the mean strong-view probability ``p_bar`` and the normalised histogram
+  ``h_bar`` of the strong views' argmax, ``L_f = H(SumNorm(p_t / h_t), SumNorm(p_bar / h_bar))``, the
+  cross-entropy of the batch's histogram-normalised mean prediction against the model's EMA. The paper writes
+  it ``-H(.,.)`` with ``H(p, q) = sum p log q``; the authors' published code (TorchSSL/USB ``entropy_loss``,
+  ``ent_loss_ratio`` 0.01 by default) minimises the same quantity with the usual sign. ``p_t / h_t`` and
+  ``1 / h_bar`` carry no gradient; ``p_bar`` does. With no masked example the term is zero.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ class FreeMatchThreshold:
         self.momentum = momentum
         self.global_threshold = torch.tensor(1.0 / num_classes)
         self.class_confidence = torch.full((num_classes,), 1.0 / num_classes)
+        self.label_histogram = torch.full((num_classes,), 1.0 / num_classes)
 
     def update(self, probs: torch.Tensor) -> None:
         """One step of both EMAs from a batch's weak-view probabilities ``[N, C]``."""
@@ -80,6 +88,8 @@ class FreeMatchThreshold:
         lam = self.momentum
         self.global_threshold = lam * self.global_threshold + (1 - lam) * probs.max(dim=-1).values.mean()
         self.class_confidence = lam * self.class_confidence + (1 - lam) * probs.mean(dim=0)
+        histogram = torch.bincount(probs.argmax(dim=-1), minlength=self.num_classes).float() / len(probs)
+        self.label_histogram = lam * self.label_histogram + (1 - lam) * histogram
 
     def thresholds(self) -> torch.Tensor:
         """Per-class thresholds ``tau_t(c) = MaxNorm(p_t)(c) * tau_t``."""
@@ -95,8 +105,46 @@ class FreeMatchThreshold:
         return {
             "global_threshold": self.global_threshold.clone(),
             "class_confidence": self.class_confidence.clone(),
+            "label_histogram": self.label_histogram.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.global_threshold = torch.as_tensor(state["global_threshold"]).clone()
         self.class_confidence = torch.as_tensor(state["class_confidence"]).clone()
+        if "label_histogram" in state:  # checkpoints written before the fairness term lack it
+            self.label_histogram = torch.as_tensor(state["label_histogram"]).clone()
+
+
+def _sum_norm_over(values: torch.Tensor, histogram: torch.Tensor) -> torch.Tensor:
+    """``SumNorm(values / histogram)``, classes with an empty histogram bin contributing zero."""
+    scale = torch.where(histogram > 0, 1.0 / histogram.clamp_min(1e-12), torch.zeros_like(histogram))
+    scaled = values * scale.detach()
+    return scaled / scaled.sum().clamp_min(1e-12)
+
+
+def freematch_fairness_loss(
+    strong_logits: torch.Tensor,
+    mask: torch.Tensor,
+    class_confidence: torch.Tensor,
+    label_histogram: torch.Tensor,
+) -> torch.Tensor:
+    """FreeMatch's self-adaptive fairness loss ``L_f`` (eqs. 9-11; see the module docstring).
+
+    Args:
+        strong_logits: Strong-view logits ``[N, C]`` of the unlabelled batch (the gradient flows through them).
+        mask: Which examples passed the self-adaptive threshold ``[N]``.
+        class_confidence: The EMA ``p_t`` of the weak views' mean probabilities ``[C]``.
+        label_histogram: The EMA ``h_t`` of the weak views' pseudo-label histogram ``[C]``.
+
+    Returns:
+        A scalar; zero (with a zero gradient) when no example is masked in.
+    """
+    kept = strong_logits[mask.bool()].float()
+    if len(kept) == 0:
+        return strong_logits.float().sum() * 0.0
+    probs = kept.softmax(dim=-1)
+    num_classes = probs.shape[-1]
+    batch_histogram = torch.bincount(probs.argmax(dim=-1), minlength=num_classes).to(probs.dtype) / len(probs)
+    target = _sum_norm_over(class_confidence.to(probs).detach(), label_histogram.to(probs))
+    prediction = _sum_norm_over(probs.mean(dim=0), batch_histogram)
+    return -(target * torch.log(prediction + 1e-12)).sum()

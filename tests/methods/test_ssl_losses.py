@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,12 @@ from PIL import Image
 
 from hfm.errors import MethodError
 from hfm.methods import get_method
-from hfm.methods.ssl_losses import FreeMatchThreshold, fixmatch_loss, masked_cross_entropy
+from hfm.methods.ssl_losses import (
+    FreeMatchThreshold,
+    fixmatch_loss,
+    freematch_fairness_loss,
+    masked_cross_entropy,
+)
 from hfm.methods.views import StrongAugment
 
 
@@ -70,6 +77,56 @@ def test_freematch_with_no_confident_example_has_zero_unlabelled_loss() -> None:
     strong = _logits(6).requires_grad_()
     loss = method.unlabelled_loss(lambda x: x, (uniform, strong))  # identity "model": logits in, logits out
     assert loss.item() == 0.0  # every confidence equals the threshold: none is strictly above it
+
+
+def test_freematch_fairness_loss_matches_a_hand_computed_value() -> None:
+    # kept strong-view probabilities [0.8, 0.2], [0.4, 0.6], [0.9, 0.1]; the fourth example is masked out
+    probs = torch.tensor([[0.8, 0.2], [0.4, 0.6], [0.9, 0.1], [0.01, 0.99]])
+    logits = probs.log().requires_grad_()
+    mask = torch.tensor([True, True, True, False])
+    p_t, h_t = torch.tensor([0.7, 0.3]), torch.tensor([0.75, 0.25])
+    loss = freematch_fairness_loss(logits, mask, p_t, h_t)
+    # p_bar = [0.7, 0.3], h_bar = [2/3, 1/3] -> SumNorm(p_bar / h_bar) = [7/13, 6/13];
+    # SumNorm(p_t / h_t) = SumNorm([14/15, 6/5]) = [7/16, 9/16]; L_f = -(7/16 log 7/13 + 9/16 log 6/13)
+    expected = -(7 / 16 * math.log(7 / 13) + 9 / 16 * math.log(6 / 13))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert logits.grad is not None and logits.grad[:3].abs().sum() > 0 and not logits.grad[3].any()
+    # no example above the threshold: no fairness term
+    zero = freematch_fairness_loss(logits, torch.zeros(4, dtype=torch.bool), p_t, h_t)
+    assert zero.item() == 0.0
+
+
+def test_freematch_keeps_an_ema_of_the_pseudo_label_histogram_and_adds_the_weighted_fairness_term() -> None:
+    ema = FreeMatchThreshold(num_classes=2, momentum=0.5)
+    ema.update(torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]))  # pseudo-labels 0, 0, 1, 0
+    torch.testing.assert_close(
+        ema.label_histogram, torch.tensor([0.5 * 0.5 + 0.5 * 0.75, 0.5 * 0.5 + 0.5 * 0.25])
+    )
+    restored = FreeMatchThreshold(num_classes=2)
+    restored.load_state_dict(ema.state_dict())
+    torch.testing.assert_close(restored.label_histogram, ema.label_histogram)
+
+    weak = torch.tensor([[3.0, 0.0], [2.5, 0.0], [0.0, 3.0], [0.1, 0.0]])
+    strong = _logits(4, 2, seed=3)
+    losses = {}
+    for weight in (0.0, 0.5):
+        method = get_method("freematch")(momentum=0.0, lambda_u=2.0, fairness_weight=weight)
+        losses[weight] = method.unlabelled_loss(lambda x: x, (weak, strong))
+    state = FreeMatchThreshold(num_classes=2, momentum=0.0)
+    state.update(weak.softmax(-1))
+    targets, mask = state.mask(weak.softmax(-1))
+    assert mask.any()
+    consistency = 2.0 * masked_cross_entropy(strong, targets, mask)
+    fairness = freematch_fairness_loss(strong, mask, state.class_confidence, state.label_histogram)
+    assert fairness.item() > 0
+    torch.testing.assert_close(losses[0.0], consistency)
+    torch.testing.assert_close(losses[0.5], consistency + 0.5 * fairness)
+
+
+def test_fairness_weight_must_not_be_negative() -> None:
+    with pytest.raises(MethodError, match="fairness_weight"):
+        get_method("freematch")(fairness_weight=-0.1)
 
 
 def _grey(size: int = 24) -> Image.Image:
