@@ -102,6 +102,10 @@ class FederationBlock(_Strict):
         lr: Learning rate of the probe head's local steps (end-to-end tuners use the training block).
         l2: L2 strength of the probe head (on the mean loss).
         min_sites: Fewest sites whose update must arrive for a round to count.
+        personal_head: Per-site heads (FedPer-style personalisation, a second way to cope with label skew): the
+            head never leaves its site, only the rest of the adapter (LoRA matrices, prompts, biases) is averaged,
+            and each site's adapter is the shared part with its own head. Needs a tuner trained end to end (the
+            probe is only a head).
         names_in_card: State the site names in the card (default: counts only).
     """
 
@@ -113,6 +117,7 @@ class FederationBlock(_Strict):
     lr: float = Field(0.05, gt=0)
     l2: float = Field(1e-3, ge=0)
     min_sites: int = Field(2, ge=1)
+    personal_head: bool = False
     names_in_card: bool = False
 
     @model_validator(mode="after")
@@ -235,6 +240,14 @@ def parse(
         except ConfigError as err:
             raise ConfigError(f"{source}: preset: {err}") from None
     recipes.validate_training(recipe.training, source, "training")
+    if recipe.federation.personal_head:
+        from hfm.tuners import get_tuner
+
+        if get_tuner(recipe.resolved_preset.tuner).uses_embeddings:
+            raise ConfigError(
+                f"{source}: federation.personal_head: the {recipe.resolved_preset.tuner} tuner is only a head, so "
+                "nothing would be shared; use a tuner trained end to end (lora, vpt, bitfit, full) or drop it"
+            )
     if recipe.data is not None:
         recipe.data = recipes.validate_source(recipes._resolve_paths(recipe.data, base), source)
     for i, site in enumerate(recipe.sites or []):

@@ -37,7 +37,7 @@ from hfm.errors import ConfigError
 from hfm.federated.client import LocalTrainer, concat, make_client_app
 from hfm.federated.recipe import FederatedRecipe, check_paths, load, to_yaml
 from hfm.federated.sites import Site, by_column, simulate, where_site
-from hfm.federated.wire import load_state, to_record, trainable_state
+from hfm.federated.wire import HEAD, load_state, to_record, trainable_state
 from hfm.metrics import evaluate, score
 
 KINDS = ("federated", "local-only", "centralised")
@@ -142,7 +142,7 @@ def _alone(trainer: LocalTrainer, initial: dict[str, torch.Tensor], rounds: int)
     """Train one trainer by itself for as many rounds of local steps as the federation takes."""
     state = initial
     for r in range(1, rounds + 1):
-        state = trainer.fit(state, r, 0.0)[0]
+        state = trainer.fit(state, r, 0.0, personal_head=False)[0]
     return state
 
 
@@ -157,17 +157,21 @@ def _pooled_eval(trainers: list[LocalTrainer]) -> Callable[[int, Any], Any]:
 
     def evaluate_fn(server_round: int, arrays: Any) -> Any:
         state = {name: torch.as_tensor(a.numpy()) for name, a in arrays.items()}
-        pred = torch.as_tensor(np.concatenate(_predict(trainers, state))).argmax(-1)
+        personal = trainers[0].federation.personal_head
+        pred = torch.as_tensor(np.concatenate(_predict(trainers, state, personal))).argmax(-1)
         return MetricRecord({m: score(pred, labels, m, n_classes) for m in ("accuracy", "balanced_accuracy")})
 
     return evaluate_fn
 
 
-def _predict(trainers: list[LocalTrainer], state: dict[str, torch.Tensor]) -> list[np.ndarray]:
-    """Probabilities of ``state`` on every site's test split (only in simulation, where all sites are here)."""
+def _predict(
+    trainers: list[LocalTrainer], state: dict[str, torch.Tensor], personal_head: bool = False
+) -> list[np.ndarray]:
+    """Probabilities of ``state`` on every site's test split (only in simulation, where all sites are here);
+    with ``personal_head`` each site keeps its own head."""
     out = []
     for trainer in trainers:
-        load_state(trainer.model, state)
+        load_state(trainer.model, state, personal_head)
         out.append(trainer.predict_test().numpy())
     return out
 
@@ -220,20 +224,33 @@ def run_one(
     fed = recipe.federation
     trainers = [make_trainer(recipe, site, backbone, k, seed) for site in sites]
     server = new_model(recipe, backbone, sites[0].splits.num_classes, seed)
-    initial = trainable_state(server)
+    personal = fed.personal_head
+    initial_full, initial = trainable_state(server), trainable_state(server, personal)
     app = make_client_app(lambda context: trainers[int(context.node_id) - 1])
     result = federate(
-        app, len(sites), to_record(server, initial), fed, seed=seed, evaluate_fn=_pooled_eval(trainers)
+        app,
+        len(sites),
+        to_record(server, initial, personal),
+        fed,
+        seed=seed,
+        evaluate_fn=_pooled_eval(trainers),
     )
     final = (
         initial
         if result.arrays is None
         else {k_: torch.as_tensor(v.numpy()) for k_, v in result.arrays.items()}
     )
+    scores: dict[str, dict[str, Any]] = {
+        "federated": _scores(recipe, sites, _predict(trainers, final, personal), seed)
+    }
+    site_states = [dict(trainable_state(t.model)) for t in trainers] if personal else []
+    if (
+        personal
+    ):  # the published adapter: the shared part with the sites' heads averaged (a start for a new site)
+        final = {**final, **_mean_head(site_states, [len(t.labelled) for t in trainers])}
     load_state(server, final)
-    scores: dict[str, dict[str, Any]] = {"federated": _scores(recipe, sites, _predict(trainers, final), seed)}
 
-    local_states = [_alone(t, initial, fed.rounds) for t in trainers]
+    local_states = [_alone(t, initial_full, fed.rounds) for t in trainers]
     local = [_scores(recipe, sites, _predict(trainers, s), seed) for s in local_states]
     scores["local-only"] = {site.name: local[i][site.name] for i, site in enumerate(sites)}
     central = LocalTrainer(
@@ -246,7 +263,7 @@ def run_one(
         seed=seed,
     )
     scores["centralised"] = _scores(
-        recipe, sites, _predict(trainers, _alone(central, initial, fed.rounds)), seed
+        recipe, sites, _predict(trainers, _alone(central, initial_full, fed.rounds)), seed
     )
     primary = recipe.primary_metric
     scores["local-only"]["pooled"] = {  # each metric: the mean over the sites' local adapters
@@ -258,6 +275,7 @@ def run_one(
         "strategy": fed.strategy,
         "proximal_mu": fed.proximal_mu,
         "rounds": fed.rounds,
+        "personal_head": personal,
         "local_steps" if server.uses_embeddings else "local_epochs": (
             fed.local_steps if server.uses_embeddings else fed.local_epochs
         ),
@@ -312,7 +330,7 @@ def run_one(
         "federation": federation,
         "metrics": {"test": {key: pooled[key] for key in (*recipe.metrics, "n", "ci") if key in pooled}},
     }
-    _write_run(folder, server, metadata, record, sites, trainers, k, seed)
+    _write_run(folder, server, metadata, record, sites, trainers, k, seed, site_states)
     return record
 
 
@@ -321,10 +339,23 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+def _mean_head(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[str, torch.Tensor]:
+    """The sites' heads averaged, weighted by their labelled examples (only the simulation holds them all)."""
+    total = float(sum(weights))
+    return {
+        name: sum((w / total) * state[name] for state, w in zip(states, weights, strict=True))  # type: ignore[misc]
+        for name in states[0]
+        if name.startswith(HEAD)
+    }
+
+
 def _write_run(
     folder: Path, server: Any, metadata: dict[str, Any], record: dict[str, Any],
     sites: list[Site], trainers: list[LocalTrainer], k: int, seed: int,
+    site_states: list[dict[str, torch.Tensor]] | None = None,
 ) -> None:  # fmt: skip
+    """The run folder; with per-site heads, each site's own adapter (shared part + its head) under
+    ``sites/<name>/adapter``."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
@@ -333,6 +364,9 @@ def _write_run(
         (tmp / "metrics.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         for site in sites:  # each site's own draw, kept beside the run (in simulation only)
             site_episode(site, k, seed).save(tmp / "sites" / site.name / "episode.json")
+        for site, state in zip(sites, site_states or [], strict=False):
+            load_state(server, state)
+            server.save(tmp / "sites" / site.name / "adapter", metadata={**metadata, "site": site.name})
         move_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
