@@ -14,7 +14,7 @@ Backbone: for each set, the self-supervised CNN the pretraining study builds fro
 (``$HFM_CACHE/benchmarks/pretrained/<set>-final``, see ``pretrain_study.py``), so no val/test image shaped the
 features; ``--backbone SET=local-dir:PATH`` takes any other timm folder.
 
-    python benchmarks/federated.py --threads 1           # the tables in benchmarks/README.md
+    python benchmarks/federated.py --threads 1           # the tables in benchmarks/README.md (~12 min, 1 core)
     python benchmarks/federated.py --datasets bccd       # one set; the other set's rows in the results stay
     python benchmarks/federated.py --quick               # synthetic data, twin backbone: a smoke run
 """
@@ -214,13 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--local-steps", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--mu", type=float, default=0.1)
     args = parse_args(p, argv)
     args.backbone = dict(b.split("=", 1) for b in args.backbone)
-    args.shots = args.shots or ([2] if args.quick else [1, 4])
-    args.seeds = args.seeds or (1 if args.quick else 5)
-    args.rounds = args.rounds or (2 if args.quick else 10)
+    args.shots = args.shots or ([2] if args.quick else [1, 4, 16])
+    args.seeds = args.seeds or (1 if args.quick else 10)
+    args.rounds = args.rounds or (2 if args.quick else 20)
     threads = setup_threads(args.threads or 1)  # tiny heads: one thread, or threads spin on a busy machine
     from hfm.federated.recipe import parse
     from hfm.federated.study import run

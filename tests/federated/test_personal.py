@@ -56,3 +56,40 @@ def test_per_site_heads_need_more_than_a_head() -> None:
         parse(recipe, source="fed.yaml")
     assert "\n" not in str(info.value)
     assert parse({**recipe, "preset": "lora/r8-attn"}).federation.personal_head
+
+
+@pytest.mark.slow
+def test_study_saves_each_sites_personal_adapter_and_the_averaged_head(tmp_path: Any) -> None:
+    import json
+
+    import hfm
+    from hfm.federated.study import run
+
+    recipe = parse(
+        {
+            "backbone": {"name": "radiology/rad-dino", "twin": True},
+            "data": {**SYNTHETIC, "n_per_class": 6, "n_test_per_class": 2},
+            "split": {"scheme": "iid", "sites": 2},
+            "preset": "lora/r8-attn",
+            "shots": 2,
+            "federation": {"rounds": 1, "local_epochs": 1, "personal_head": True},
+            "training": {"batch_size": 4},
+            "bootstrap": 0,
+        }
+    )
+    study = run(recipe, out=tmp_path / "study", progress=False, verbose=False)
+    folder = study.runs[0]
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["federation"]["personal_head"] is True
+    models = [hfm.load_adapter(str(folder / "sites" / f"site-{i}" / "adapter")) for i in (1, 2)]
+    shared = hfm.load_adapter(str(folder / "adapter"))
+    params = [m.trainable_parameters() for m in (*models, shared)]
+    for name in params[0]:
+        if name.startswith("head."):  # the published head is the mean of the two sites' heads
+            assert not torch.equal(params[0][name], params[1][name])
+        else:  # the shared part is the same everywhere
+            torch.testing.assert_close(params[0][name], params[2][name])
+            torch.testing.assert_close(params[1][name], params[2][name])
+    n = [s["labelled"] for s in record["federation"]["sites"]]  # weighted by each site's labelled examples
+    mean = (n[0] * params[0]["head.weight"] + n[1] * params[1]["head.weight"]) / sum(n)
+    torch.testing.assert_close(params[2]["head.weight"], mean)
