@@ -132,8 +132,12 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     panels = sorted({(c["data"], c["sites"]) for c in results["curves"]})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (data, sites) in zip(axes[0], panels, strict=True):
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (data, sites) in zip(axes.flat, panels, strict=False):
         colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
         for c in (c for c in results["curves"] if (c["data"], c["sites"]) == (data, sites)):
             for k, curve in c["by_k"].items():
