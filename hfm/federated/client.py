@@ -13,7 +13,8 @@ of step and the mean of the heads is meaningful.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -163,9 +164,32 @@ class LocalTrainer:
         def loss(forward: Forward, batch: Batch, cfg: TrainConfig) -> torch.Tensor:
             return cross_entropy(forward, batch, cfg) + proximal(params, anchor, mu)
 
-        result = fit(self.model, self.labelled, None, config, loss=loss, method="supervised")
+        with frozen_batch_norm(self.model):
+            result = fit(self.model, self.labelled, None, config, loss=loss, method="supervised")
         losses = [h["train_loss"] for h in result.history]
         return float(np.mean(losses)) if losses else float("nan")
+
+
+@contextlib.contextmanager
+def frozen_batch_norm(model: torch.nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with, and keep, their running statistics during local training.
+
+    Those statistics are buffers, not trainable parameters, so they never travel: updated at each site they would
+    drift apart on each site's images, and the adapter the server publishes (which keeps the backbone's own)
+    would not be the one the sites evaluated. Frozen, every site, the server and the published adapter share the
+    backbone's statistics; BatchNorm's affine weights still train where the tuner trains them (BitFit, full).
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    hooks = [m.register_forward_pre_hook(_use_running_statistics) for m in norms]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _use_running_statistics(module: torch.nn.Module, args: Any) -> None:
+    module.training = False
 
 
 def proximal(
