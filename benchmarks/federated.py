@@ -71,13 +71,15 @@ def recipe_for(args: Any, dataset: str, scheme: str, strategy: str) -> dict[str,
         "strategy": strategy,
         "rounds": args.rounds,
         "local_steps": args.local_steps,
+        "local_epochs": args.local_epochs,
         "lr": args.lr,
     }
     if strategy == "fedprox":
         federation["proximal_mu"] = args.mu
     base: dict[str, Any] = {
-        "name": f"{dataset}-{scheme}-{strategy}",
-        "preset": "probe/logreg",
+        "name": f"{dataset}-{scheme}-{strategy}" + _name(args).removeprefix("federated"),
+        "preset": args.preset,
+        "training": {"batch_size": 8},
         "split": {"scheme": scheme, "sites": args.sites, "alpha": args.alpha, "seed": 0},
         "shots": args.shots,
         "seeds": list(range(args.seeds)),
@@ -187,7 +189,7 @@ def markdown(rows: list[dict[str, Any]], test: str) -> str:
 
 def _previous(args: Any, datasets: list[str]) -> dict[str, Any]:
     """The rows and curves of the sets not rerun now, from the existing results file (same settings only)."""
-    path = (args.results_dir or RESULTS_DIR) / "federated.json"
+    path = (args.results_dir or RESULTS_DIR) / f"{_name(args)}.json"
     if args.quick or not path.is_file():
         return {"rows": [], "curves": []}
     old = json.loads(path.read_text())
@@ -197,8 +199,13 @@ def _previous(args: Any, datasets: list[str]) -> dict[str, Any]:
     return {"rows": [r for r in old["rows"] if keep(r)], "curves": [c for c in old["curves"] if keep(c)]}
 
 
+def _name(args: Any) -> str:
+    """``federated`` for the probe head; ``federated-<preset>`` for another preset (its own results file)."""
+    return "federated" if args.preset == "probe/logreg" else "federated-" + args.preset.replace("/", "-")
+
+
 def _settings(args: Any, datasets: Any = None) -> dict[str, Any]:
-    keys = ("shots", "seeds", "sites", "alpha", "rounds", "local_steps", "lr", "mu")
+    keys = ("preset", "shots", "seeds", "sites", "alpha", "rounds", "local_steps", "local_epochs", "lr", "mu")
     return {**{k: getattr(args, k) for k in keys}, "datasets": datasets}
 
 
@@ -220,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--local-steps", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--mu", type=float, default=0.1)
+    p.add_argument("--preset", default="probe/logreg", help="e.g. bitfit/default: trained end to end")
+    p.add_argument("--local-epochs", type=int, default=1, help="end-to-end presets: epochs per round")
+    p.add_argument(
+        "--settings",
+        default=",".join(f"{a}:{b}" for a, b in SETTINGS),
+        help="SPLIT:STRATEGY pairs, e.g. iid:fedavg,dirichlet:fedprox",
+    )
     args = parse_args(p, argv)
     args.backbone = dict(b.split("=", 1) for b in args.backbone)
     args.shots = args.shots or ([2] if args.quick else [1, 4, 16])
@@ -233,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     out_root = Path(str(pretrained_root().parent / "federated" / ("quick" if args.quick else "runs")))
     previous = _previous(args, datasets)
     rows, curve_list, start = [], [], time.perf_counter()
-    settings = [("dirichlet", "fedprox")] if args.quick else list(SETTINGS)
+    settings = (
+        [("dirichlet", "fedprox")] if args.quick else [tuple(x.split(":")) for x in args.settings.split(",")]
+    )
     for dataset in datasets:
         for scheme, strategy in settings:
             recipe = parse(recipe_for(args, dataset, scheme, strategy))
@@ -267,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "curves": curve_list,
     }
-    path = write_result("federated", results, args)
+    path = write_result(_name(args), results, args)
     if path is not None:
         plot(results, path.with_suffix(".png"))
         body = "Pooled test (the union of the sites' test splits):\n\n" + markdown(rows, "pooled")
