@@ -68,7 +68,8 @@ def backbone_for(dataset: str, given: dict[str, str]) -> str:
 
 def recipe_for(args: Any, dataset: str, scheme: str, strategy: str) -> dict[str, Any]:
     federation: dict[str, Any] = {
-        "strategy": strategy,
+        "strategy": "fedavg" if strategy == "fedper" else strategy,  # fedper: FedAvg with per-site heads
+        "personal_head": strategy == "fedper",
         "rounds": args.rounds,
         "local_steps": args.local_steps,
         "local_epochs": args.local_epochs,
@@ -141,12 +142,14 @@ def plot(results: dict[str, Any], path: Path) -> Path:
         ax.set_visible(False)
     for ax, (data, sites) in zip(axes.flat, panels, strict=False):
         colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+        drawn: set[str] = set()
         for c in (c for c in results["curves"] if (c["data"], c["sites"]) == (data, sites)):
             for k, curve in c["by_k"].items():
                 colour = next(colours)
                 label = f"{c['strategy']}, k={k}"
                 ax.plot(curve["rounds"], curve["federated"], marker="o", ms=2, color=colour, label=label)
-                if c["strategy"] == "fedavg":
+                if k not in drawn:  # the baselines do not depend on the strategy: once per k
+                    drawn.add(k)
                     ax.axhline(curve["local-only"], ls="--", lw=1, color=colour, label=f"local-only, k={k}")
                     ax.axhline(curve["centralised"], ls=":", lw=1, color=colour, label=f"centralised, k={k}")
         ax.set_title(f"{NAMES.get(data, data)}, {sites} sites", fontsize=9)
@@ -187,15 +190,20 @@ def markdown(rows: list[dict[str, Any]], test: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _previous(args: Any, datasets: list[str]) -> dict[str, Any]:
-    """The rows and curves of the sets not rerun now, from the existing results file (same settings only)."""
+def _label(scheme: str, sites: int) -> str:
+    return f"{sites} {'IID' if scheme == 'iid' else 'Dirichlet'}"
+
+
+def _previous(args: Any, rerun: set[tuple[str, str, str]]) -> dict[str, Any]:
+    """The rows and curves not rerun now (by set, split and strategy), from the existing results file (same
+    settings only)."""
     path = (args.results_dir or RESULTS_DIR) / f"{_name(args)}.json"
     if args.quick or not path.is_file():
         return {"rows": [], "curves": []}
     old = json.loads(path.read_text())
     if old.get("settings", {}) != _settings(args, old.get("settings", {}).get("datasets")):
         return {"rows": [], "curves": []}
-    keep = lambda item: item["data"] not in datasets  # noqa: E731
+    keep = lambda item: (item["data"], item["sites"], item["strategy"]) not in rerun  # noqa: E731
     return {"rows": [r for r in old["rows"] if keep(r)], "curves": [c for c in old["curves"] if keep(c)]}
 
 
@@ -232,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--settings",
         default=",".join(f"{a}:{b}" for a, b in SETTINGS),
-        help="SPLIT:STRATEGY pairs, e.g. iid:fedavg,dirichlet:fedprox",
+        help="SPLIT:STRATEGY pairs, e.g. iid:fedavg,dirichlet:fedprox; fedper = FedAvg with per-site heads",
     )
     args = parse_args(p, argv)
     args.backbone = dict(b.split("=", 1) for b in args.backbone)
@@ -245,16 +253,16 @@ def main(argv: list[str] | None = None) -> int:
 
     datasets = ["synthetic"] if args.quick else args.datasets.split(",")
     out_root = Path(str(pretrained_root().parent / "federated" / ("quick" if args.quick else "runs")))
-    previous = _previous(args, datasets)
-    rows, curve_list, start = [], [], time.perf_counter()
     settings = (
         [("dirichlet", "fedprox")] if args.quick else [tuple(x.split(":")) for x in args.settings.split(",")]
     )
+    previous = _previous(args, {(d, _label(a, args.sites), b) for d in datasets for a, b in settings})
+    rows, curve_list, start = [], [], time.perf_counter()
     for dataset in datasets:
         for scheme, strategy in settings:
             recipe = parse(recipe_for(args, dataset, scheme, strategy))
             result = run(recipe, out=out_root / recipe.name, progress=False, verbose=False)
-            sites = f"{args.sites} {'IID' if scheme == 'iid' else 'Dirichlet'}"
+            sites = _label(scheme, args.sites)
             for row in result.comparison["rows"]:
                 rows.append({"data": dataset, "sites": sites, "strategy": strategy, **row})
             curve_list.append(
