@@ -88,6 +88,15 @@ def serve(grid: Grid, context: Context) -> None:
     recipe = load(str(run_config["recipe"]))
     classes = [c.strip() for c in str(run_config["classes"]).split(",") if c.strip()]
     k, seed = _k_seed(recipe, run_config)
+    if recipe.federation.personal_head:
+        raise ConfigError(
+            f"{run_config['recipe']}: federation.personal_head runs in simulation (hfm federate) only for now: "
+            "a SuperNode does not yet save its own head; drop it for a real deployment"
+        )
+    if not recipe.n_sites:
+        raise ConfigError(
+            f"{run_config['recipe']}: the server reads no data, so partition.values must list the sites' values"
+        )
     backbone = load_backbone(recipe.backbone.name, twin=recipe.backbone.twin, policy=recipe.backbone.policy)
     model = new_model(recipe, backbone, len(classes), seed)
     strategy = make_strategy(recipe.federation, recipe.n_sites)

@@ -13,7 +13,8 @@ of step and the mean of the heads is meaningful.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,23 +75,32 @@ class LocalTrainer:
 
     # -- what the messages ask for ----------------------------------------------------------------------
     def fit(
-        self, state: dict[str, torch.Tensor], server_round: int, mu: float = 0.0
+        self,
+        state: dict[str, torch.Tensor],
+        server_round: int,
+        mu: float = 0.0,
+        personal_head: bool | None = None,
     ) -> tuple[dict[str, torch.Tensor], int, dict[str, float]]:
-        """Load the global adapter, train it locally, return the new trainable state, examples and mean loss."""
+        """Load the global adapter, train it locally, return the new trainable state, examples and mean loss.
+
+        With per-site heads (``personal_head``; default: the federation block's) ``state`` lacks the head: the
+        site's own head trains on from where it was, and the returned state lacks it too.
+        """
         if self.fail_in_round is not None and server_round == self.fail_in_round:
             raise RuntimeError(f"{self.name}: simulated failure in round {server_round}")
-        load_state(self.model, state)
+        personal = self.federation.personal_head if personal_head is None else personal_head
+        load_state(self.model, state, personal)
         anchor = {k: v.clone() for k, v in state.items()}
         seed = self.seed * 100_003 + server_round
         if self.model.uses_embeddings:
             loss = self._fit_head(anchor, mu, seed)
         else:
             loss = self._fit_end_to_end(anchor, mu, seed)
-        return trainable_state(self.model), len(self.labelled), {"train_loss": float(loss)}
+        return trainable_state(self.model, personal), len(self.labelled), {"train_loss": float(loss)}
 
     def evaluate(self, state: dict[str, torch.Tensor]) -> tuple[int, dict[str, float]]:
-        """Accuracy and balanced accuracy of ``state`` on this site's test split (scalars only)."""
-        load_state(self.model, state)
+        """Accuracy and balanced accuracy of ``state`` (with this site's head, if personal) on its test split."""
+        load_state(self.model, state, self.federation.personal_head)
         proba = self.predict_test()
         y = torch.as_tensor(self.test.labels)
         pred = proba.argmax(-1)
@@ -154,18 +164,42 @@ class LocalTrainer:
         def loss(forward: Forward, batch: Batch, cfg: TrainConfig) -> torch.Tensor:
             return cross_entropy(forward, batch, cfg) + proximal(params, anchor, mu)
 
-        result = fit(self.model, self.labelled, None, config, loss=loss, method="supervised")
+        with frozen_batch_norm(self.model):
+            result = fit(self.model, self.labelled, None, config, loss=loss, method="supervised")
         losses = [h["train_loss"] for h in result.history]
         return float(np.mean(losses)) if losses else float("nan")
+
+
+@contextlib.contextmanager
+def frozen_batch_norm(model: torch.nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with, and keep, their running statistics during local training.
+
+    Those statistics are buffers, not trainable parameters, so they never travel: updated at each site they would
+    drift apart on each site's images, and the adapter the server publishes (which keeps the backbone's own)
+    would not be the one the sites evaluated. Frozen, every site, the server and the published adapter share the
+    backbone's statistics; BatchNorm's affine weights still train where the tuner trains them (BitFit, full).
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    hooks = [m.register_forward_pre_hook(_use_running_statistics) for m in norms]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _use_running_statistics(module: torch.nn.Module, args: Any) -> None:
+    module.training = False
 
 
 def proximal(
     params: dict[str, torch.nn.Parameter], anchor: dict[str, torch.Tensor], mu: float
 ) -> torch.Tensor:
-    """FedProx's term ``mu / 2 * ||w - w_global||^2`` over the trainable parameters (zero when ``mu`` is 0)."""
+    """FedProx's term ``mu / 2 * ||w - w_global||^2`` over the parameters the server sent (``anchor``; zero
+    when ``mu`` is 0). A per-site head is not in ``anchor``: nothing holds it near a global one."""
     if mu <= 0:
         return torch.zeros(())
-    terms = [(p - anchor[n].to(p.device, p.dtype)).pow(2).sum() for n, p in params.items()]
+    terms = [(p - anchor[n].to(p.device, p.dtype)).pow(2).sum() for n, p in params.items() if n in anchor]
     return 0.5 * mu * torch.stack(terms).sum()
 
 
@@ -194,11 +228,15 @@ def make_client_app(trainer_of: Callable[[Any], LocalTrainer]) -> ClientApp:
         trainer = trainer_of(context)
         arrays, config = msg.content["arrays"], msg.content["config"]
         assert isinstance(arrays, ArrayRecord) and isinstance(config, ConfigRecord)
-        state = from_record(trainer.model, arrays)
+        personal = trainer.federation.personal_head
+        state = from_record(trainer.model, arrays, personal)
         mu = float(config.get("proximal-mu", 0.0))  # type: ignore[arg-type]
         new, n, metrics = trainer.fit(state, int(config["server-round"]), mu)  # type: ignore[arg-type]
         content = RecordDict(
-            {"arrays": to_record(trainer.model, new), "metrics": MetricRecord({"num-examples": n, **metrics})}
+            {
+                "arrays": to_record(trainer.model, new, personal),
+                "metrics": MetricRecord({"num-examples": n, **metrics}),
+            }
         )
         return Message(content=content, reply_to=msg)
 
@@ -207,7 +245,7 @@ def make_client_app(trainer_of: Callable[[Any], LocalTrainer]) -> ClientApp:
         trainer = trainer_of(context)
         arrays = msg.content["arrays"]
         assert isinstance(arrays, ArrayRecord)
-        n, metrics = trainer.evaluate(from_record(trainer.model, arrays))
+        n, metrics = trainer.evaluate(from_record(trainer.model, arrays, trainer.federation.personal_head))
         content = RecordDict({"metrics": MetricRecord({"num-examples": n, **metrics})})
         return Message(content=content, reply_to=msg)
 

@@ -5,7 +5,9 @@ name: fed-breastmnist
 backbone: {name: radiology/rad-dino, twin: true}
 data: {type: npz, path: ../shared/data/medmnist/breastmnist.npz}
 split: {scheme: dirichlet, sites: 4, alpha: 0.5}     # simulated sites of one source
+# partition: {by: hospital}                         # or one site per value of a column of the source
 # sites: [{name: a, data: {...}}, {name: b, data: {...}}]   # or each site's own source
+# sites: [{name: a, data: {...}, where: {hospital: A}}, ...] # or the rows of one value of a shared source
 preset: probe/logreg
 shots: [4]                                          # k per class, drawn at each site from its own train split
 seeds: [0, 1, 2]
@@ -41,11 +43,50 @@ class SplitBlock(_Strict):
     seed: int = Field(0, ge=0)
 
 
+class PartitionBlock(_Strict):
+    """One source partitioned by a column: one site per value (see :func:`hfm.federated.sites.by_column`).
+
+    Attributes:
+        by: The site column (hospital, scanner): an npz array ``{split}_<by>``, or a csv / dicom / hf column. It is
+            separate from the source's group column, which still drives the leakage-safe split.
+        values: The values that become sites, in this order (default: every value present, sorted). A real
+            deployment lists them, since the server never reads the data.
+    """
+
+    by: str = Field(min_length=1)
+    values: list[str] | None = Field(None, min_length=2)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("values")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"partition values must be distinct, got {value}")
+        return value
+
+
 class SiteSource(_Strict):
-    """One site with its own data source."""
+    """One site: its own data source, or the rows of a shared source whose columns have given values.
+
+    Attributes:
+        name: The site's name (stays local; the card states counts unless ``names_in_card``).
+        data: The data block.
+        where: Keep only the examples whose column has this value, e.g. ``{hospital: A}`` (columns as for
+            :class:`PartitionBlock`).
+    """
 
     name: str = Field(min_length=1, pattern=r"^[\w.\-]+$")
     data: dict[str, Any]
+    where: dict[str, str] | None = Field(None, min_length=1)
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: Any) -> Any:
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 class FederationBlock(_Strict):
@@ -61,6 +102,10 @@ class FederationBlock(_Strict):
         lr: Learning rate of the probe head's local steps (end-to-end tuners use the training block).
         l2: L2 strength of the probe head (on the mean loss).
         min_sites: Fewest sites whose update must arrive for a round to count.
+        personal_head: Per-site heads (FedPer-style personalisation, a second way to cope with label skew): the
+            head never leaves its site, only the rest of the adapter (LoRA matrices, prompts, biases) is averaged,
+            and each site's adapter is the shared part with its own head. Needs a tuner trained end to end (the
+            probe is only a head).
         names_in_card: State the site names in the card (default: counts only).
     """
 
@@ -72,6 +117,7 @@ class FederationBlock(_Strict):
     lr: float = Field(0.05, gt=0)
     l2: float = Field(1e-3, ge=0)
     min_sites: int = Field(2, ge=1)
+    personal_head: bool = False
     names_in_card: bool = False
 
     @model_validator(mode="after")
@@ -89,6 +135,7 @@ class FederatedRecipe(_Strict):
     backbone: BackboneBlock
     data: dict[str, Any] | None = None
     split: SplitBlock | None = None
+    partition: PartitionBlock | None = None
     sites: list[SiteSource] | None = None
     preset: str | Preset
     shots: list[int] = Field(min_length=1)
@@ -125,11 +172,18 @@ class FederatedRecipe(_Strict):
 
     @model_validator(mode="after")
     def _sites_given_once(self) -> FederatedRecipe:
-        simulated = self.data is not None or self.split is not None
-        if self.sites is not None and simulated:
-            raise ValueError("give either sites (one data block per site) or data + split, not both")
-        if self.sites is None and (self.data is None or self.split is None):
-            raise ValueError("give sites (one data block per site), or data and split (simulated sites)")
+        shared = self.data is not None or self.split is not None or self.partition is not None
+        if self.sites is not None and shared:
+            raise ValueError(
+                "give either sites (one data block per site) or data + split / partition, not both"
+            )
+        if self.split is not None and self.partition is not None:
+            raise ValueError("give either split (simulated sites) or partition (one site per column value)")
+        if self.sites is None and (self.data is None or (self.split is None and self.partition is None)):
+            raise ValueError(
+                "give sites (one data block per site), or data and split (simulated sites), "
+                "or data and partition (one site per value of a column)"
+            )
         if self.sites is not None:
             if len(self.sites) < 2:
                 raise ValueError("a federation needs at least 2 sites")
@@ -138,7 +192,7 @@ class FederatedRecipe(_Strict):
                 raise ValueError(f"site names must be distinct, got {names}")
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary_metric {self.primary_metric!r} must be one of metrics {self.metrics}")
-        if self.federation.min_sites > self.n_sites:
+        if self.n_sites and self.federation.min_sites > self.n_sites:
             raise ValueError(
                 f"federation.min_sites {self.federation.min_sites} exceeds the {self.n_sites} sites"
             )
@@ -146,8 +200,12 @@ class FederatedRecipe(_Strict):
 
     @property
     def n_sites(self) -> int:
-        """How many sites the recipe names."""
-        return len(self.sites) if self.sites is not None else (self.split.sites if self.split else 0)
+        """How many sites the recipe names (0: a partition without listed values, known once data is read)."""
+        if self.sites is not None:
+            return len(self.sites)
+        if self.partition is not None:
+            return len(self.partition.values or [])
+        return self.split.sites if self.split else 0
 
     @property
     def resolved_preset(self) -> Preset:
@@ -182,6 +240,14 @@ def parse(
         except ConfigError as err:
             raise ConfigError(f"{source}: preset: {err}") from None
     recipes.validate_training(recipe.training, source, "training")
+    if recipe.federation.personal_head:
+        from hfm.tuners import get_tuner
+
+        if get_tuner(recipe.resolved_preset.tuner).uses_embeddings:
+            raise ConfigError(
+                f"{source}: federation.personal_head: the {recipe.resolved_preset.tuner} tuner is only a head, so "
+                "nothing would be shared; use a tuner trained end to end (lora, vpt, bitfit, full) or drop it"
+            )
     if recipe.data is not None:
         recipe.data = recipes.validate_source(recipes._resolve_paths(recipe.data, base), source)
     for i, site in enumerate(recipe.sites or []):

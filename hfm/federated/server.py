@@ -19,7 +19,7 @@ import logging
 import random
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -225,22 +225,36 @@ class FederationResult:
         train_metrics: Per round, the aggregated site training metrics (mean loss).
         eval_metrics: Per round, the weighted mean of the sites' test metrics (the pooled test accuracy).
         log: Every message that crossed the wire.
+        server_metrics: Per round (0: the initial adapter), what ``evaluate_fn`` returned.
     """
 
     arrays: ArrayRecord | None
     train_metrics: dict[int, dict[str, float]]
     eval_metrics: dict[int, dict[str, float]]
     log: list[Sent]
+    server_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
-def start(strategy: Strategy, grid: Any, initial: ArrayRecord, rounds: int, *, quiet: bool = True) -> Any:
-    """Run Flower's strategy loop on ``grid`` (Flower's log quietened to warnings when ``quiet``)."""
+def start(
+    strategy: Strategy,
+    grid: Any,
+    initial: ArrayRecord,
+    rounds: int,
+    *,
+    quiet: bool = True,
+    evaluate_fn: Callable[[int, ArrayRecord], Any] | None = None,
+) -> Any:
+    """Run Flower's strategy loop on ``grid`` (Flower's log quietened to warnings when ``quiet``).
+
+    ``evaluate_fn`` is Flower's server-side evaluation of the global adapter (before the first round and after
+    each); hfm passes one only in simulation, where the pooled test split of all sites is at hand.
+    """
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     if quiet:
         flwr_logger.setLevel(logging.WARNING)
     try:
-        return strategy.start(grid=grid, initial_arrays=initial, num_rounds=rounds)
+        return strategy.start(grid=grid, initial_arrays=initial, num_rounds=rounds, evaluate_fn=evaluate_fn)
     finally:
         flwr_logger.setLevel(level)
 
@@ -253,10 +267,12 @@ def federate(
     *,
     seed: int = 0,
     quiet: bool = True,
+    evaluate_fn: Callable[[int, ArrayRecord], Any] | None = None,
 ) -> FederationResult:
     """Run ``federation.rounds`` rounds of the strategy over ``n_sites`` in-process sites.
 
     Deterministic under ``seed``: the sites run in node order and Flower's node sampling is seeded.
+    ``evaluate_fn``: see :func:`start`.
     """
     strategy = make_strategy(federation, n_sites)
     grid = LocalGrid(app, n_sites, run_id=seed + 1)
@@ -264,7 +280,7 @@ def federate(
     random.seed(seed)
     try:
         with _task_identity(seed + 1):
-            result = start(strategy, grid, initial, federation.rounds, quiet=quiet)
+            result = start(strategy, grid, initial, federation.rounds, quiet=quiet, evaluate_fn=evaluate_fn)
     finally:
         random.setstate(state)
     return FederationResult(
@@ -272,4 +288,5 @@ def federate(
         train_metrics={int(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
         eval_metrics={int(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
         log=grid.log,
+        server_metrics={int(r): dict(m) for r, m in result.evaluate_metrics_serverapp.items()},
     )

@@ -22,7 +22,7 @@ import math
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,9 @@ from hfm.data.episodes import Episode, draw, episode, group_name
 from hfm.errors import ConfigError
 from hfm.federated.client import LocalTrainer, concat, make_client_app
 from hfm.federated.recipe import FederatedRecipe, check_paths, load, to_yaml
-from hfm.federated.sites import Site, simulate
-from hfm.federated.wire import load_state, to_record, trainable_state
-from hfm.metrics import evaluate
+from hfm.federated.sites import Site, by_column, simulate, where_site
+from hfm.federated.wire import HEAD, load_state, to_record, trainable_state
+from hfm.metrics import evaluate, score
 
 KINDS = ("federated", "local-only", "centralised")
 
@@ -54,11 +54,31 @@ class StudyResult:
 
 
 def build_sites(recipe: FederatedRecipe) -> list[Site]:
-    """The sites: each its own source, or one source split into simulated sites."""
+    """The sites: each its own source (or the rows of one column value), one site per value of a column of one
+    source, or one source split into simulated sites.
+
+    Raises:
+        ConfigError: Fewer sites than ``federation.min_sites``, or sites naming different classes.
+    """
     from hfm.data.load import load_data
 
+    if recipe.partition is not None:
+        assert recipe.data is not None
+        part = recipe.partition
+        sites = by_column(load_data(recipe.data), recipe.data, part.by, part.values)
+        if recipe.federation.min_sites > len(sites):
+            raise ConfigError(
+                f"federation.min_sites {recipe.federation.min_sites} exceeds the {len(sites)} sites of "
+                f"partition by {part.by!r}"
+            )
+        return sites
     if recipe.sites is not None:
-        sites = [Site(name=s.name, splits=load_data(s.data)) for s in recipe.sites]
+        sites = []
+        for s in recipe.sites:
+            splits = load_data(s.data)
+            if s.where:
+                splits = where_site(splits, s.data, s.where, s.name)
+            sites.append(Site(name=s.name, splits=splits))
         classes = sites[0].splits.classes
         for site in sites[1:]:
             if site.splits.classes != classes:
@@ -122,15 +142,36 @@ def _alone(trainer: LocalTrainer, initial: dict[str, torch.Tensor], rounds: int)
     """Train one trainer by itself for as many rounds of local steps as the federation takes."""
     state = initial
     for r in range(1, rounds + 1):
-        state = trainer.fit(state, r, 0.0)[0]
+        state = trainer.fit(state, r, 0.0, personal_head=False)[0]
     return state
 
 
-def _predict(trainers: list[LocalTrainer], state: dict[str, torch.Tensor]) -> list[np.ndarray]:
-    """Probabilities of ``state`` on every site's test split (only in simulation, where all sites are here)."""
+def _pooled_eval(trainers: list[LocalTrainer]) -> Callable[[int, Any], Any]:
+    """Flower ``evaluate_fn`` of the simulation: the global adapter's accuracy and balanced accuracy on the
+    union of the sites' test splits, each round (possible only here, where every site's test split is at hand;
+    the sites' own evaluation gives the weighted mean of per-site metrics, which for balanced accuracy differs)."""
+    from flwr.app import MetricRecord
+
+    labels = torch.as_tensor(np.concatenate([t.test.labels for t in trainers]))
+    n_classes = trainers[0].model.num_classes
+
+    def evaluate_fn(server_round: int, arrays: Any) -> Any:
+        state = {name: torch.as_tensor(a.numpy()) for name, a in arrays.items()}
+        personal = trainers[0].federation.personal_head
+        pred = torch.as_tensor(np.concatenate(_predict(trainers, state, personal))).argmax(-1)
+        return MetricRecord({m: score(pred, labels, m, n_classes) for m in ("accuracy", "balanced_accuracy")})
+
+    return evaluate_fn
+
+
+def _predict(
+    trainers: list[LocalTrainer], state: dict[str, torch.Tensor], personal_head: bool = False
+) -> list[np.ndarray]:
+    """Probabilities of ``state`` on every site's test split (only in simulation, where all sites are here);
+    with ``personal_head`` each site keeps its own head."""
     out = []
     for trainer in trainers:
-        load_state(trainer.model, state)
+        load_state(trainer.model, state, personal_head)
         out.append(trainer.predict_test().numpy())
     return out
 
@@ -161,7 +202,7 @@ def _scores(
 def _card_sites(
     recipe: FederatedRecipe, sites: list[Site], trainers: list[LocalTrainer]
 ) -> list[dict[str, Any]]:
-    named = recipe.federation.names_in_card or recipe.sites is None
+    named = recipe.federation.names_in_card or (recipe.sites is None and recipe.partition is None)
     return [
         {
             "site": site.name if named else f"site-{i + 1}",
@@ -183,18 +224,33 @@ def run_one(
     fed = recipe.federation
     trainers = [make_trainer(recipe, site, backbone, k, seed) for site in sites]
     server = new_model(recipe, backbone, sites[0].splits.num_classes, seed)
-    initial = trainable_state(server)
+    personal = fed.personal_head
+    initial_full, initial = trainable_state(server), trainable_state(server, personal)
     app = make_client_app(lambda context: trainers[int(context.node_id) - 1])
-    result = federate(app, len(sites), to_record(server, initial), fed, seed=seed)
+    result = federate(
+        app,
+        len(sites),
+        to_record(server, initial, personal),
+        fed,
+        seed=seed,
+        evaluate_fn=_pooled_eval(trainers),
+    )
     final = (
         initial
         if result.arrays is None
         else {k_: torch.as_tensor(v.numpy()) for k_, v in result.arrays.items()}
     )
+    scores: dict[str, dict[str, Any]] = {
+        "federated": _scores(recipe, sites, _predict(trainers, final, personal), seed)
+    }
+    site_states = [dict(trainable_state(t.model)) for t in trainers] if personal else []
+    if (
+        personal
+    ):  # the published adapter: the shared part with the sites' heads averaged (a start for a new site)
+        final = {**final, **_mean_head(site_states, [len(t.labelled) for t in trainers])}
     load_state(server, final)
-    scores: dict[str, dict[str, Any]] = {"federated": _scores(recipe, sites, _predict(trainers, final), seed)}
 
-    local_states = [_alone(t, initial, fed.rounds) for t in trainers]
+    local_states = [_alone(t, initial_full, fed.rounds) for t in trainers]
     local = [_scores(recipe, sites, _predict(trainers, s), seed) for s in local_states]
     scores["local-only"] = {site.name: local[i][site.name] for i, site in enumerate(sites)}
     central = LocalTrainer(
@@ -207,32 +263,37 @@ def run_one(
         seed=seed,
     )
     scores["centralised"] = _scores(
-        recipe, sites, _predict(trainers, _alone(central, initial, fed.rounds)), seed
+        recipe, sites, _predict(trainers, _alone(central, initial_full, fed.rounds)), seed
     )
     primary = recipe.primary_metric
-    local_pooled = [run["pooled"][primary] for run in local]
-    scores["local-only"]["pooled"] = {
-        primary: float(np.mean([v for v in local_pooled if v is not None])),
-        "per_site_adapter": local_pooled,
+    scores["local-only"]["pooled"] = {  # each metric: the mean over the sites' local adapters
+        **{m: _mean([run["pooled"].get(m) for run in local]) for m in recipe.metrics},
+        "per_site_adapter": [run["pooled"][primary] for run in local],
     }
 
     federation = {
         "strategy": fed.strategy,
         "proximal_mu": fed.proximal_mu,
         "rounds": fed.rounds,
+        "personal_head": personal,
         "local_steps" if server.uses_embeddings else "local_epochs": (
             fed.local_steps if server.uses_embeddings else fed.local_epochs
         ),
         "sites": _card_sites(recipe, sites, trainers),
         "split": recipe.split.model_dump() if recipe.split is not None else None,
+        "partition_by": recipe.partition.by if recipe.partition is not None else None,
         "aggregated_rounds": sorted(result.train_metrics),
         "dropped": sum(1 for s in result.log if s.direction == "to-server" and not s.record_kinds),
         "engine": "flwr",
         "update_bytes": max((s.nbytes for s in result.log if s.direction == "to-server"), default=0),
     }
     curve = [
-        {"round": r, **{m: result.eval_metrics[r].get(m) for m in ("accuracy", "balanced_accuracy")}}
-        for r in sorted(result.eval_metrics)
+        {
+            "round": r,
+            **{m: result.eval_metrics.get(r, {}).get(m) for m in ("accuracy", "balanced_accuracy")},
+            **{f"pooled_{m}": v for m, v in result.server_metrics[r].items()},
+        }
+        for r in sorted(result.server_metrics)
     ]
     preset = recipe.resolved_preset
     pooled = scores["federated"]["pooled"]
@@ -269,14 +330,32 @@ def run_one(
         "federation": federation,
         "metrics": {"test": {key: pooled[key] for key in (*recipe.metrics, "n", "ci") if key in pooled}},
     }
-    _write_run(folder, server, metadata, record, sites, trainers, k, seed)
+    _write_run(folder, server, metadata, record, sites, trainers, k, seed, site_states)
     return record
+
+
+def _mean(values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None]
+    return float(np.mean(finite)) if finite else None
+
+
+def _mean_head(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[str, torch.Tensor]:
+    """The sites' heads averaged, weighted by their labelled examples (only the simulation holds them all)."""
+    total = float(sum(weights))
+    return {
+        name: sum((w / total) * state[name] for state, w in zip(states, weights, strict=True))  # type: ignore[misc]
+        for name in states[0]
+        if name.startswith(HEAD)
+    }
 
 
 def _write_run(
     folder: Path, server: Any, metadata: dict[str, Any], record: dict[str, Any],
     sites: list[Site], trainers: list[LocalTrainer], k: int, seed: int,
+    site_states: list[dict[str, torch.Tensor]] | None = None,
 ) -> None:  # fmt: skip
+    """The run folder; with per-site heads, each site's own adapter (shared part + its head) under
+    ``sites/<name>/adapter``."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
@@ -285,6 +364,9 @@ def _write_run(
         (tmp / "metrics.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         for site in sites:  # each site's own draw, kept beside the run (in simulation only)
             site_episode(site, k, seed).save(tmp / "sites" / site.name / "episode.json")
+        for site, state in zip(sites, site_states or [], strict=False):
+            load_state(server, state)
+            server.save(tmp / "sites" / site.name / "adapter", metadata={**metadata, "site": site.name})
         move_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -354,8 +436,8 @@ def to_markdown(comparison: dict[str, Any]) -> str:
 
 
 def plot_rounds(records: list[dict[str, Any]], path: Path, primary: str, title: str = "") -> Path:
-    """Pooled test accuracy of the global adapter over rounds (mean over seeds, one line per k), with the
-    local-only and centralised pooled accuracies as dashed and dotted lines."""
+    """The global adapter's pooled test ``primary`` metric over rounds (round 0: the initial adapter; mean over
+    seeds, one line per k), with the local-only and centralised ones as dashed and dotted lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -367,17 +449,17 @@ def plot_rounds(records: list[dict[str, Any]], path: Path, primary: str, title: 
         by_k.setdefault(int(record["k"]), []).append(record)
     for k, runs in sorted(by_k.items()):
         rounds = [p["round"] for p in runs[0]["rounds"]]
-        acc = np.mean([[p["accuracy"] for p in r["rounds"]] for r in runs], axis=0)
+        acc = np.mean([[p[f"pooled_{primary}"] for p in r["rounds"]] for r in runs], axis=0)
         (line,) = ax.plot(rounds, acc, marker="o", ms=3, label=f"federated, k={k}")
         for kind, style in (("local-only", "--"), ("centralised", ":")):
-            values = [r["comparison"][kind]["pooled"].get("accuracy") for r in runs]
+            values = [r["comparison"][kind]["pooled"].get(primary) for r in runs]
             values = [v for v in values if v is not None]
             if values:
                 ax.axhline(
                     float(np.mean(values)), ls=style, color=line.get_color(), lw=1, label=f"{kind}, k={k}"
                 )
     ax.set_xlabel("round")
-    ax.set_ylabel("pooled test accuracy")
+    ax.set_ylabel(f"pooled test {primary.replace('_', ' ')}")
     ax.set_title(title or "federated adapter over rounds")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -187,6 +187,8 @@ def _federation(pub: Publication) -> str:
     )
     strategy = str(fed.get("strategy", "fedavg"))
     mu = f" (proximal mu {fed['proximal_mu']})" if strategy == "fedprox" else ""
+    if fed.get("personal_head"):
+        mu += " with per-site heads (this head is their average; each site kept its own)"
     return (
         f"yes: {len(sites)} sites trained this adapter with Flower, {fed.get('rounds')} rounds of `{strategy}`{mu}; "
         f"only adapter weights left the sites. Sites (examples): {counts or 'not recorded'}."

@@ -51,7 +51,8 @@ def test_federate_command_writes_comparison_adapter_and_card(
 
     run = out / "probe" / "logreg" / "k2" / "seed0"
     record = json.loads((run / "metrics.json").read_text())
-    assert [p["round"] for p in record["rounds"]] == [1, 2]
+    assert [p["round"] for p in record["rounds"]] == [0, 1, 2]  # 0: the initial adapter
+    assert all(0 <= p["pooled_balanced_accuracy"] <= 1 for p in record["rounds"])
     assert set(record["comparison"]) == {"federated", "local-only", "centralised"}
     assert sorted(p.name for p in (run / "sites").iterdir()) == ["site-1", "site-2", "site-3"]
 
