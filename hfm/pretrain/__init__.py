@@ -1,8 +1,9 @@
 """Self-supervised (continued) pretraining: ``hfm pretrain RECIPE`` / ``hfm.pretrain(recipe)``.
 
-The objective (DINO self-distillation) builds on lightly's heads, loss, momentum update and multi-crop
-transforms (the optional extra ``hfm-hub[ssl]``); the output is a backbone folder in its library's own layout
-plus hfm's spec and a model card, which ``hfm.load_backbone("local-dir:OUT")`` and every recipe accept.
+The objectives (DINO self-distillation, the default; MAE masked reconstruction for timm ViTs) build on
+lightly's heads, losses, momentum update, masked-ViT wrappers and view transforms (the optional extra
+``hfm-hub[ssl]``); the output is a backbone folder in its library's own layout plus hfm's spec and a model card,
+which ``hfm.load_backbone("local-dir:OUT")`` and every recipe accept.
 """
 
 from __future__ import annotations

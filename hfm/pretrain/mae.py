@@ -1,10 +1,10 @@
 """MAE masked reconstruction (He et al. 2022) for timm Vision Transformers, on lightly's masked-ViT wrappers.
 
 The student is the only network (no teacher, no EMA): lightly's ``MaskedVisionTransformerTIMM`` runs the
-backbone's own timm ViT on the kept patch tokens, lightly's ``MaskedVisionTransformerDecoderTIMM`` (a new, small
-transformer between two linear maps) fills in the masked ones, and the loss is the mean squared error of the predicted pixels of the masked patches
-(per-patch normalised targets by default, as in the paper). The wrapper shares the ViT's parameters, so the
-exported backbone is the encoder alone; the decoder is dropped.
+backbone's own timm ViT on the kept patch tokens, lightly's ``MaskedVisionTransformerDecoderTIMM`` (a new,
+small transformer between two linear maps) fills in the masked ones, and the loss is the mean squared error of
+the predicted pixels of the masked patches (per-patch normalised targets by default, as in the paper). The
+wrapper shares the ViT's parameters, so the exported backbone is the encoder alone; the decoder is dropped.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def _parameters(vit: nn.Module, name: str) -> list[nn.Parameter]:
 class Mae(nn.Module):
     """MAE on the backbone: one student branch, no teacher.
 
-    The same surface as :class:`hfm.pretrain.dino.Dino` for the training loop (``student``, ``teacher`` is
-    ``None``, ``loss``, ``after_backward``, ``update_teacher``).
+    The surface the training loop uses of :class:`hfm.pretrain.dino.Dino` (``student``, ``teacher`` is
+    ``None``, ``loss``, ``after_backward``); there is no teacher to update.
 
     Args:
         backbone: The backbone to adapt (already set up by :func:`hfm.pretrain.adapt.apply`).
@@ -148,6 +148,3 @@ class Mae(nn.Module):
 
     def after_backward(self, epoch: int) -> None:
         """Nothing to do (DINO freezes its head's last layer here)."""
-
-    def update_teacher(self, momentum: float) -> None:
-        """Nothing to do: MAE has no teacher."""

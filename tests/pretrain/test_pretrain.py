@@ -14,7 +14,7 @@ import hfm
 from hfm.embeddings import extract
 from hfm.pretrain import PretrainError, pretrain
 from hfm.pretrain.dino import Dino
-from pretrain.conftest import tiny_recipe
+from pretrain.conftest import mae_recipe, tiny_recipe
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -40,10 +40,11 @@ def test_loss_falls(tmp_path: Path) -> None:
     assert losses[-1] < losses[0] - 0.5, losses
 
 
-def test_fixed_seed_gives_identical_weights_and_another_seed_does_not(tmp_path: Path) -> None:
-    pretrain(tiny_recipe(), out=tmp_path / "a")
-    pretrain(tiny_recipe(), out=tmp_path / "b")
-    pretrain(tiny_recipe(schedule={"seed": 1}), out=tmp_path / "c")
+@pytest.mark.parametrize("make", [tiny_recipe, mae_recipe], ids=["dino", "mae"])
+def test_fixed_seed_gives_identical_weights_and_another_seed_does_not(tmp_path: Path, make: Any) -> None:
+    pretrain(make(), out=tmp_path / "a")
+    pretrain(make(), out=tmp_path / "b")
+    pretrain(make(schedule={"seed": 1}), out=tmp_path / "c")
     a, b, c = (_weights(tmp_path / n) for n in "abc")
     assert _same(a, b)
     assert not _same(a, c)
