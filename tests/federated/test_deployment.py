@@ -18,12 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import SYNTHETIC, TWIN
+from .conftest import SYNTHETIC
 
 EXECUTABLES = ("flower-superlink", "flower-supernode", "flwr")
 RECIPE = {
     "name": "fed-deploy",
-    "backbone": {"name": TWIN, "twin": True},
+    "backbone": {
+        "name": "pathology/uni",
+        "twin": True,
+    },  # the twin that loads fastest: each message is a process
     "data": SYNTHETIC,
     "split": {"scheme": "iid", "sites": 2},
     "preset": "probe/logreg",
