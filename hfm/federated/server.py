@@ -352,6 +352,16 @@ def flower_engine_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+def require_flower_engine() -> None:
+    """A one-line :class:`~hfm.errors.ConfigError` when Flower's simulation engine cannot run here."""
+    from hfm.errors import ConfigError
+
+    if not flower_engine_available():
+        raise ConfigError(
+            "federation.engine: flower needs Ray: pip install 'hfm-hub[federated-ray]' (or use engine: local)"
+        )
+
+
 def federate_flower(
     app: ClientApp,
     n_sites: int,
@@ -374,12 +384,7 @@ def federate_flower(
     from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
 
-    from hfm.errors import ConfigError
-
-    if not flower_engine_available():
-        raise ConfigError(
-            "federation.engine: flower needs Ray: pip install 'hfm-hub[federated-ray]' (or use engine: local)"
-        )
+    require_flower_engine()
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     out: dict[str, Any] = {}

@@ -496,6 +496,10 @@ def run(
     if twin is not None:
         loaded.backbone.twin = twin
     check_paths(loaded, f"recipe {loaded.name!r}")
+    if loaded.federation.engine == "flower":
+        from hfm.federated.server import require_flower_engine
+
+        require_flower_engine()  # before any data is read or any folder written
     from hfm.backbones import load_backbone
 
     sites = build_sites(loaded)

@@ -72,3 +72,17 @@ def test_flower_engine_refuses_per_site_heads() -> None:
 
     with pytest.raises(ValidationError, match="personal_head runs on engine: local only"):
         FederationBlock(engine="flower", personal_head=True)
+
+
+def test_flower_engine_without_ray_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from hfm.federated import server
+
+    monkeypatch.setattr(server, "flower_engine_available", lambda: False)
+    recipe = {**RECIPE, "federation": {**RECIPE["federation"], "engine": "flower"}}
+    path = tmp_path / "fed.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["federate", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "pip install 'hfm-hub[federated-ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing half-written
