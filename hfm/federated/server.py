@@ -6,10 +6,12 @@ that fails in a round is dropped from that round with a :class:`SiteDroppedWarni
 others), and a round with fewer than ``min_sites`` updates keeps the previous global adapter.
 
 :class:`LocalGrid` is a Flower ``Grid`` that delivers each message to the site's ``ClientApp`` in this process,
-one site after another in node order. It is hfm's simulation engine: Flower's own (``flwr.simulation``) needs
-Ray, which is heavy for two CPU cores and does not fix the order of replies, while this grid runs the very same
-``ClientApp`` and strategy deterministically, and logs every message for inspection. Across machines the same
-strategy runs under a SuperLink (see :mod:`hfm.federated.apps`).
+one site after another in node order. It is hfm's default simulation engine: Flower's own (``flwr.simulation``)
+needs Ray, which is heavy for two CPU cores and does not fix the order of replies, while this grid runs the very
+same ``ClientApp`` and strategy deterministically, and logs every message for inspection.
+:func:`federate_flower` runs them through Flower's engine instead (``federation.engine: flower``, Ray installed;
+replies are put in node order before averaging). Across machines the same strategy runs under a SuperLink (see
+:mod:`hfm.federated.apps`).
 """
 
 from __future__ import annotations
@@ -353,11 +355,11 @@ def flower_engine_available() -> bool:
 
 
 def require_flower_engine() -> None:
-    """A one-line :class:`~hfm.errors.ConfigError` when Flower's simulation engine cannot run here."""
-    from hfm.errors import ConfigError
+    """A one-line :class:`~hfm.federated.FederatedError` when Flower's simulation engine cannot run here."""
+    from hfm.federated import FederatedError
 
     if not flower_engine_available():
-        raise ConfigError(
+        raise FederatedError(
             "federation.engine: flower needs Ray: pip install 'hfm-hub[federated-ray]' (or use engine: local)"
         )
 
