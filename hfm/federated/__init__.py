@@ -5,7 +5,8 @@ parameters (the probe head; LoRA matrices and head; prompts and head) and scalar
 server aggregates with Flower's FedAvg or FedProx. ``hfm federate RECIPE`` runs a study in simulation
 (:mod:`hfm.federated.study`); :mod:`hfm.federated.apps` holds the ``ServerApp`` and ``ClientApp`` for real sites.
 
-Needs the optional extra ``hfm-hub[federated]`` (``flwr``); nothing here imports it until it is used.
+Needs the optional extra ``hfm-hub[federated]`` (``flwr``); nothing here imports it until it is used. Flower's own
+simulation engine (``federation.engine: flower``) also needs Ray: ``hfm-hub[federated-ray]``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import Context
-from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from hfm.errors import ConfigError
@@ -68,7 +67,9 @@ def trainer_for(context: Context) -> LocalTrainer:
     return _TRAINERS[key]
 
 
-client_app: ClientApp = make_client_app(trainer_for)
+# Plain assignments (no annotation): ``flwr run`` finds the components by reading this file's syntax tree, and
+# Flower 1.42 looks only at plain ``name = ...`` assignments ("Unable to find attribute client_app" otherwise).
+client_app = make_client_app(trainer_for)
 
 server_app = ServerApp()
 
@@ -121,6 +122,10 @@ def serve(grid: Grid, context: Context) -> None:
                 "rounds": fed.rounds,
                 "sites": [{"site": f"site-{i + 1}"} for i in range(recipe.n_sites)],
                 "aggregated_rounds": sorted(int(r) for r in result.train_metrics_clientapp),
+                "round_metrics": [
+                    {"round": int(r), **dict(m), **dict(result.evaluate_metrics_clientapp.get(r, {}))}
+                    for r, m in sorted(result.train_metrics_clientapp.items())
+                ],
                 "engine": "flwr (SuperLink)",
             },
         },

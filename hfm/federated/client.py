@@ -127,7 +127,7 @@ class LocalTrainer:
     def _fit_head(self, anchor: dict[str, torch.Tensor], mu: float, seed: int) -> float:
         model = self.model
         x = model.standardize(self.embeddings("labelled"))  # type: ignore[operator]
-        y = torch.as_tensor(self.labelled.labels, dtype=torch.long)
+        y = torch.tensor(self.labelled.labels, dtype=torch.long)  # a copy: labels may arrive read-only
         weight = None
         if getattr(model.config, "class_weight", None) == "balanced":
             counts = torch.bincount(y, minlength=model.num_classes).float()

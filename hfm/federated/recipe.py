@@ -107,6 +107,10 @@ class FederationBlock(_Strict):
             and each site's adapter is the shared part with its own head. Needs a tuner trained end to end (the
             probe is only a head).
         names_in_card: State the site names in the card (default: counts only).
+        engine: What runs the sites of ``hfm federate``: ``local`` (hfm's in-process grid, one site after another,
+            deterministic, no extra dependency) or ``flower`` (Flower's simulation engine,
+            ``flwr.simulation.run_simulation`` on Ray: one virtual SuperNode per site, sites train in parallel
+            worker processes; needs ``hfm-hub[federated-ray]``). Both run the same ``ClientApp`` and strategy.
     """
 
     strategy: Literal["fedavg", "fedprox"] = "fedavg"
@@ -119,11 +123,17 @@ class FederationBlock(_Strict):
     min_sites: int = Field(2, ge=1)
     personal_head: bool = False
     names_in_card: bool = False
+    engine: Literal["local", "flower"] = "local"
 
     @model_validator(mode="after")
     def _mu_for_fedprox(self) -> FederationBlock:
         if self.strategy == "fedavg" and self.proximal_mu > 0:
             raise ValueError("proximal_mu applies to strategy fedprox only; set strategy: fedprox or drop it")
+        if self.engine == "flower" and self.personal_head:
+            raise ValueError(
+                "personal_head runs on engine: local only (Flower's engine trains each site in a worker process "
+                "that does not hand its own head back); drop one of them"
+            )
         return self
 
 

@@ -6,10 +6,12 @@ that fails in a round is dropped from that round with a :class:`SiteDroppedWarni
 others), and a round with fewer than ``min_sites`` updates keeps the previous global adapter.
 
 :class:`LocalGrid` is a Flower ``Grid`` that delivers each message to the site's ``ClientApp`` in this process,
-one site after another in node order. It is hfm's simulation engine: Flower's own (``flwr.simulation``) needs
-Ray, which is heavy for two CPU cores and does not fix the order of replies, while this grid runs the very same
-``ClientApp`` and strategy deterministically, and logs every message for inspection. Across machines the same
-strategy runs under a SuperLink (see :mod:`hfm.federated.apps`).
+one site after another in node order. It is hfm's default simulation engine: Flower's own (``flwr.simulation``)
+needs Ray, which is heavy for two CPU cores and does not fix the order of replies, while this grid runs the very
+same ``ClientApp`` and strategy deterministically, and logs every message for inspection.
+:func:`federate_flower` runs them through Flower's engine instead (``federation.engine: flower``, Ray installed;
+replies are put in node order before averaging). Across machines the same strategy runs under a SuperLink (see
+:mod:`hfm.federated.apps`).
 """
 
 from __future__ import annotations
@@ -283,10 +285,136 @@ def federate(
             result = start(strategy, grid, initial, federation.rounds, quiet=quiet, evaluate_fn=evaluate_fn)
     finally:
         random.setstate(state)
+    return _outcome(result, grid.log)
+
+
+def _outcome(result: Any, log: list[Sent]) -> FederationResult:
+    """hfm's record of Flower's ``Result`` (and the wire log of the grid it ran on)."""
     return FederationResult(
         arrays=result.arrays if result.arrays is not None and len(result.arrays) else None,
         train_metrics={int(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
         eval_metrics={int(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
-        log=grid.log,
+        log=log,
         server_metrics={int(r): dict(m) for r, m in result.evaluate_metrics_serverapp.items()},
     )
+
+
+class _LoggingGrid(_grid_base()):  # type: ignore[misc]
+    """Flower's own grid of a simulation, logging what crosses the wire and ordering replies by node.
+
+    Flower's engine answers in the order the sites finish; sorting the replies by node id makes the order of the
+    weighted sum independent of that race (with two sites the sum is then exactly the local engine's; with more,
+    the node ids are random per run, so sums may differ in the last bits). Logged node numbers are 1..n in
+    node-id order.
+    """
+
+    def __init__(self, grid: Any) -> None:
+        self.grid = grid
+        self.log: list[Sent] = []
+
+    def set_run(self, run: Any) -> None:
+        self.grid.set_run(run)
+
+    @property
+    def run(self) -> Any:
+        return self.grid.run
+
+    def create_message(
+        self, content: Any, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None
+    ) -> Message:
+        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)  # type: ignore[no-any-return]
+
+    def get_node_ids(self) -> list[int]:
+        return sorted(self.grid.get_node_ids())
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self.grid.push_messages(messages)  # type: ignore[no-any-return]
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self.grid.pull_messages(message_ids)  # type: ignore[no-any-return]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        """Flower's send and receive; the messages and replies are logged, the replies sorted by node id."""
+        messages = list(messages)
+        number = {node: i + 1 for i, node in enumerate(self.get_node_ids())}
+        for msg in messages:
+            self.log.append(_describe(msg, "to-site", number.get(msg.metadata.dst_node_id, 0)))
+        replies = sorted(
+            self.grid.send_and_receive(messages, timeout=timeout), key=lambda m: m.metadata.src_node_id
+        )
+        for reply in replies:
+            self.log.append(_describe(reply, "to-server", number.get(reply.metadata.src_node_id, 0)))
+        return replies
+
+
+def flower_engine_available() -> bool:
+    """Whether Flower's simulation engine can run here (it needs Ray: ``hfm-hub[federated-ray]``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def require_flower_engine() -> None:
+    """A one-line :class:`~hfm.federated.FederatedError` when Flower's simulation engine cannot run here."""
+    from hfm.federated import FederatedError
+
+    if not flower_engine_available():
+        raise FederatedError(
+            "federation.engine: flower needs Ray: pip install 'hfm-hub[federated-ray]' (or use engine: local)"
+        )
+
+
+def federate_flower(
+    app: ClientApp,
+    n_sites: int,
+    initial: ArrayRecord,
+    federation: FederationBlock,
+    *,
+    quiet: bool = True,
+    evaluate_fn: Callable[[int, ArrayRecord], Any] | None = None,
+    num_cpus: int | None = None,
+) -> FederationResult:
+    """Run the same strategy and ``ClientApp`` through Flower's simulation engine (Ray), one SuperNode per site.
+
+    The ``ClientApp`` of site ``i`` runs in a Ray worker process (1 CPU each; at most ``num_cpus``, by default
+    the machine's CPU count, run at once), is shipped there with every message (so it must pickle; a study's
+    trainers do) and finds its site from the node's ``partition-id``. The server side (strategy,
+    ``evaluate_fn``) runs in this process. Flower's and Ray's usage telemetry is switched off unless set.
+    """
+    import os
+
+    from flwr.serverapp import ServerApp
+    from flwr.simulation import run_simulation
+
+    require_flower_engine()
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    out: dict[str, Any] = {}
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _serve(grid: Any, context: Any) -> None:
+        logged = _LoggingGrid(grid)
+        out["log"] = logged.log
+        out["result"] = strategy_start(logged)
+
+    def strategy_start(grid: Any) -> Any:
+        strategy = make_strategy(federation, n_sites)
+        return start(strategy, grid, initial, federation.rounds, quiet=quiet, evaluate_fn=evaluate_fn)
+
+    cpus = max(1, min(n_sites, num_cpus or os.cpu_count() or 1))
+    backend = {
+        "init_args": {"num_cpus": cpus, "num_gpus": 0, "include_dashboard": False},
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+    }
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    if quiet:
+        flwr_logger.setLevel(logging.WARNING)
+    try:
+        run_simulation(server_app, app, n_sites, backend_config=backend)  # type: ignore[arg-type]
+    finally:
+        flwr_logger.setLevel(level)
+    if "result" not in out:
+        raise RuntimeError("Flower's simulation engine ended without a result (see the log above)")
+    return _outcome(out["result"], out["log"])

@@ -138,6 +138,14 @@ def make_trainer(recipe: FederatedRecipe, site: Site, backbone: Any, k: int, see
     )
 
 
+def site_index(context: Any) -> int:
+    """The site a simulated node serves: Flower's ``partition-id`` under its simulation engine (random node
+    ids), the node id ``1..n`` on hfm's local grid."""
+    if "partition-id" in context.node_config:
+        return int(context.node_config["partition-id"])
+    return int(context.node_id) - 1
+
+
 def _alone(trainer: LocalTrainer, initial: dict[str, torch.Tensor], rounds: int) -> dict[str, torch.Tensor]:
     """Train one trainer by itself for as many rounds of local steps as the federation takes."""
     state = initial
@@ -218,7 +226,7 @@ def run_one(
     recipe: FederatedRecipe, sites: list[Site], backbone: Any, k: int, seed: int, folder: Path
 ) -> dict[str, Any]:
     """One (k, seed): federate, train local-only and centralised adapters, test all three, write the run folder."""
-    from hfm.federated.server import federate
+    from hfm.federated.server import federate, federate_flower
 
     start = time.perf_counter()
     fed = recipe.federation
@@ -226,15 +234,12 @@ def run_one(
     server = new_model(recipe, backbone, sites[0].splits.num_classes, seed)
     personal = fed.personal_head
     initial_full, initial = trainable_state(server), trainable_state(server, personal)
-    app = make_client_app(lambda context: trainers[int(context.node_id) - 1])
-    result = federate(
-        app,
-        len(sites),
-        to_record(server, initial, personal),
-        fed,
-        seed=seed,
-        evaluate_fn=_pooled_eval(trainers),
-    )
+    app = make_client_app(lambda context: trainers[site_index(context)])
+    initial_record = to_record(server, initial, personal)
+    if fed.engine == "flower":
+        result = federate_flower(app, len(sites), initial_record, fed, evaluate_fn=_pooled_eval(trainers))
+    else:
+        result = federate(app, len(sites), initial_record, fed, seed=seed, evaluate_fn=_pooled_eval(trainers))
     final = (
         initial
         if result.arrays is None
@@ -284,7 +289,7 @@ def run_one(
         "partition_by": recipe.partition.by if recipe.partition is not None else None,
         "aggregated_rounds": sorted(result.train_metrics),
         "dropped": sum(1 for s in result.log if s.direction == "to-server" and not s.record_kinds),
-        "engine": "flwr",
+        "engine": "flwr" if fed.engine == "local" else "flwr (simulation engine)",
         "update_bytes": max((s.nbytes for s in result.log if s.direction == "to-server"), default=0),
     }
     curve = [
@@ -491,6 +496,10 @@ def run(
     if twin is not None:
         loaded.backbone.twin = twin
     check_paths(loaded, f"recipe {loaded.name!r}")
+    if loaded.federation.engine == "flower":
+        from hfm.federated.server import require_flower_engine
+
+        require_flower_engine()  # before any data is read or any folder written
     from hfm.backbones import load_backbone
 
     sites = build_sites(loaded)
