@@ -4,6 +4,12 @@ Each step sees a labelled batch of ``B`` images and an unlabelled batch of ``mu 
 for FixMatch/FreeMatch strong, views: :mod:`hfm.methods.views`). The loss is the supervised cross-entropy plus
 ``lambda_u`` times the unlabelled loss of :mod:`hfm.methods.ssl_losses`. Any trainable tuner (LoRA, DoRA, VPT,
 BitFit, full) works: the method only changes the loss and the data each step sees, never the loop.
+
+The labelled images and every unlabelled view go through the model in ONE forward pass (concatenated, then the
+logits are split), as in the published FixMatch code: with BatchNorm in the backbone, separate passes would
+normalise each part with its own batch statistics (the pseudo-labels under other statistics than the supervised
+loss) and leave the running statistics to whichever pass came last (the strong views). The weak view's targets
+are the joint pass's weak logits, detached.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from hfm.data.augment import Augment, AugmentConfig
 from hfm.errors import MethodError
@@ -82,8 +89,12 @@ class Consistency(Method):
     #: Whether the unlabelled batch carries a strong view beside the weak one.
     strong_view: ClassVar[bool] = True
 
-    def unlabelled_loss(self, forward: Forward, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The unlabelled loss of one batch of views, with its weights (``lambda_u``, ...) applied."""
+    def unlabelled_loss(self, logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The unlabelled loss of one batch, with its weights (``lambda_u``, ...) applied.
+
+        Args:
+            logits: The joint forward pass's logits of each view (weak first, then strong), not detached.
+        """
         raise NotImplementedError
 
     def state(self) -> Any | None:
@@ -94,12 +105,17 @@ class Consistency(Method):
         """Start a fresh fit (stateful methods re-initialise their state)."""
 
     def loss(self, forward: Forward, batch: Batch, config: TrainConfig) -> torch.Tensor:
+        """Supervised cross-entropy (label smoothing as :func:`hfm.train.cross_entropy`) + the unlabelled loss,
+        from one forward pass over the labelled images and all views (see the module docstring for why)."""
         from hfm.train import cross_entropy
 
-        supervised = cross_entropy(forward, batch, config)
         if batch.unlabelled is None:
-            return supervised
-        return supervised + self.unlabelled_loss(forward, batch.unlabelled)
+            return cross_entropy(forward, batch, config)
+        views = batch.unlabelled
+        logits = forward(torch.cat([batch.images, *views]))
+        parts = logits.split([len(batch.images), *(len(v) for v in views)])
+        supervised = F.cross_entropy(parts[0].float(), batch.labels, label_smoothing=config.label_smoothing)
+        return supervised + self.unlabelled_loss(parts[1:])
 
     def train(
         self, model: AdaptedModel, train: Any, val: Any, pool: Subset, config: TrainConfig
@@ -156,20 +172,18 @@ class PseudoLabel(Consistency):
 
     strong_view = False
 
-    def unlabelled_loss(self, forward: Forward, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        logits = forward(views[0])
-        return self.config.lambda_u * fixmatch_loss(logits, logits, self.config.threshold)[0]
+    def unlabelled_loss(self, logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        weak = logits[0]
+        return self.config.lambda_u * fixmatch_loss(weak.detach(), weak, self.config.threshold)[0]
 
 
 @register_method("fixmatch")
 class FixMatch(Consistency):
     """FixMatch: confident weak-view predictions are the targets of the strong view."""
 
-    def unlabelled_loss(self, forward: Forward, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        weak, strong = views
-        with torch.no_grad():
-            weak_logits = forward(weak)
-        return self.config.lambda_u * fixmatch_loss(weak_logits, forward(strong), self.config.threshold)[0]
+    def unlabelled_loss(self, logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        weak, strong = logits
+        return self.config.lambda_u * fixmatch_loss(weak.detach(), strong, self.config.threshold)[0]
 
 
 @register_method("freematch")
@@ -187,11 +201,9 @@ class FreeMatch(Consistency):
     def state(self) -> FreeMatchThreshold | None:
         return self.thresholds
 
-    def unlabelled_loss(self, forward: Forward, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        weak, strong = views
-        with torch.no_grad():
-            probs = forward(weak).float().softmax(dim=-1)
-        strong_logits = forward(strong)
+    def unlabelled_loss(self, logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        weak, strong_logits = logits
+        probs = weak.detach().float().softmax(dim=-1)
         if self.thresholds is None:
             self.reset(strong_logits.shape[-1])
         assert self.thresholds is not None

@@ -75,7 +75,7 @@ def test_freematch_with_no_confident_example_has_zero_unlabelled_loss() -> None:
     method = get_method("freematch")(momentum=0.0)  # thresholds jump to this batch's mean confidence
     uniform = torch.zeros(6, 3)
     strong = _logits(6).requires_grad_()
-    loss = method.unlabelled_loss(lambda x: x, (uniform, strong))  # identity "model": logits in, logits out
+    loss = method.unlabelled_loss((uniform, strong))  # the logits of the weak and strong views
     assert loss.item() == 0.0  # every confidence equals the threshold: none is strictly above it
 
 
@@ -112,7 +112,7 @@ def test_freematch_keeps_an_ema_of_the_pseudo_label_histogram_and_adds_the_weigh
     losses = {}
     for weight in (0.0, 0.5):
         method = get_method("freematch")(momentum=0.0, lambda_u=2.0, fairness_weight=weight)
-        losses[weight] = method.unlabelled_loss(lambda x: x, (weak, strong))
+        losses[weight] = method.unlabelled_loss((weak, strong))
     state = FreeMatchThreshold(num_classes=2, momentum=0.0)
     state.update(weak.softmax(-1))
     targets, mask = state.mask(weak.softmax(-1))
