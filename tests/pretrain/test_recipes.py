@@ -30,3 +30,23 @@ def test_smoke_recipe_runs(tmp_path: Path, name: str) -> None:
     assert result.epochs == 2
     backbone = hfm.load_backbone(f"local-dir:{tmp_path / 'out'}")
     assert backbone.spec.embed_dim == result.backbone.spec.embed_dim
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("breastmnist__dino-resnet18w16.yaml", "breastmnist"), ("busi__mae-vit-w96d4p4.yaml", "busi")],
+)
+def test_real_image_recipes_are_the_studys_recipes(
+    name: str, target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped real-image recipes build exactly what benchmarks/pretrain_study.py measured."""
+    from hfm.pretrain.config import parse_recipe
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import pretrain_study
+
+    shipped = load_recipe(ROOT / "recipes" / "pretrain" / name).model_dump()
+    study = parse_recipe(pretrain_study.study_recipe(target, quick=False)).model_dump()
+    for key in ("description", "output", "data"):
+        shipped.pop(key), study.pop(key)
+    assert shipped == study
