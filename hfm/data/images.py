@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ def loading_progress(show: bool) -> Iterator[None]:
         _PROGRESS[0] = before
 
 
-_SCREEN_AT_LOAD = [True]
+# Whether loading decodes every file (a context variable: each thread and task sees its own setting).
+_SCREEN_AT_LOAD: ContextVar[bool] = ContextVar("hfm_screen_at_load", default=True)
 
 
 @contextmanager
@@ -49,17 +51,16 @@ def train_split_only() -> Iterator[None]:
     held-out files). The caller decodes the train files it reads (a bad one raises then). Under
     ``on_error: skip`` which files read decides the splits, so every file is still screened at load.
     """
-    before = _SCREEN_AT_LOAD[0]
-    _SCREEN_AT_LOAD[0] = False
+    token = _SCREEN_AT_LOAD.set(False)
     try:
         yield
     finally:
-        _SCREEN_AT_LOAD[0] = before
+        _SCREEN_AT_LOAD.reset(token)
 
 
 def screening_at_load() -> bool:
     """Whether loading decodes every file now (``False`` inside :func:`train_split_only`)."""
-    return _SCREEN_AT_LOAD[0]
+    return _SCREEN_AT_LOAD.get()
 
 
 def open_image(path: Path) -> Image.Image:

@@ -69,6 +69,32 @@ class Subset:
         return content_fingerprint(digests()) if callable(digests) else None  # None: digests unknown
 
 
+def concat(parts: Sequence[Subset], ids: Sequence[str] | None = None) -> Subset:
+    """One subset holding ``parts`` one after another (groups are dropped).
+
+    Args:
+        parts: The subsets, in order.
+        ids: The concatenation's example ids (default: the parts' own); give them when ids may repeat across parts.
+    """
+    return Subset(
+        ids=list(ids) if ids is not None else [i for p in parts for i in p.ids],
+        labels=np.concatenate([p.labels for p in parts]) if parts else np.zeros(0, dtype=np.int64),
+        reader=_ConcatReader([p.reader for p in parts], [len(p) for p in parts]),
+    )
+
+
+class _ConcatReader:
+    """Reads image ``j`` of a concatenation from the part it falls in (a class, so it pickles)."""
+
+    def __init__(self, readers: Sequence[Callable[[int], Any]], sizes: Sequence[int]) -> None:
+        self.readers = list(readers)
+        self.starts = np.cumsum([0, *sizes])
+
+    def __call__(self, j: int) -> Any:
+        part = int(np.searchsorted(self.starts, j, side="right")) - 1
+        return self.readers[part](j - int(self.starts[part]))
+
+
 class _TakeReader:
     """Reads image ``j`` of a taken subset as image ``indices[j]`` of its parent (a class, so it pickles)."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from hfm.data.files import _build, _files, _rel
 from hfm.data.images import IMAGE_EXTENSIONS, open_image
 from hfm.data.partition import rng_for
 from hfm.data.registry import Raw, SourceBlock, parse_source, register_source
-from hfm.data.splits import Subset
+from hfm.data.splits import Subset, concat
 from hfm.errors import DataError
 
 #: The label of an image whose class is unknown (every image of a separate unlabelled source).
@@ -57,27 +57,6 @@ class ImagesSource(SourceBlock):
             raise DataError(f"{where}: no images ({', '.join(exts)}) in the folder or below it")
         n = len(relpaths)
         return _build(root, where, relpaths, [UNKNOWN] * n, None, ["all"] * n, [], self.on_error, open_image)
-
-
-class _ConcatReader:
-    """Reads image ``i`` of a concatenation from the part it falls in (a class, so it pickles)."""
-
-    def __init__(self, readers: Sequence[Callable[[int], Any]], sizes: Sequence[int]) -> None:
-        self.readers = list(readers)
-        self.starts = np.cumsum([0, *sizes])
-
-    def __call__(self, i: int) -> Any:
-        part = int(np.searchsorted(self.starts, i, side="right")) - 1
-        return self.readers[part](i - int(self.starts[part]))
-
-
-def concat(parts: Sequence[Subset]) -> Subset:
-    """One subset holding ``parts`` one after another (groups are dropped: a pool needs none)."""
-    return Subset(
-        ids=[i for p in parts for i in p.ids],
-        labels=np.concatenate([p.labels for p in parts]) if parts else np.zeros(0, dtype=np.int64),
-        reader=_ConcatReader([p.reader for p in parts], [len(p) for p in parts]),
-    )
 
 
 def ids_fingerprint(ids: Sequence[str]) -> str:
@@ -154,4 +133,4 @@ def load_unlabelled(block: Any, classes: Sequence[str], max_images: int | None =
     return UnlabelledSource(images, config.model_dump(mode="json", exclude_none=True), max_images)
 
 
-__all__ = ["UNKNOWN", "ImagesSource", "UnlabelledSource", "concat", "ids_fingerprint", "load_unlabelled"]
+__all__ = ["UNKNOWN", "ImagesSource", "UnlabelledSource", "ids_fingerprint", "load_unlabelled"]

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hfm.data.splits import Subset
+from hfm.data.splits import concat as concat_subsets
 from hfm.federated.wire import load_state, trainable_state
 from hfm.metrics import score
 
@@ -254,18 +255,4 @@ def make_client_app(trainer_of: Callable[[Any], LocalTrainer]) -> ClientApp:
 
 def concat(subsets: Sequence[Subset]) -> Subset:
     """One subset over several (the union of the sites' draws, for the centralised upper bound)."""
-    readers = [(s, i) for s in subsets for i in range(len(s))]
-    ids = [f"{j}/{x}" for j, s in enumerate(subsets) for x in s.ids]
-    labels = np.concatenate([s.labels for s in subsets]) if subsets else np.zeros(0, np.int64)
-    return Subset(ids=ids, labels=labels, reader=_ConcatReader(readers))
-
-
-class _ConcatReader:
-    """Reads image ``j`` of a concatenation (a class, so it pickles)."""
-
-    def __init__(self, readers: list[tuple[Subset, int]]) -> None:
-        self.readers = readers
-
-    def __call__(self, j: int) -> Any:
-        subset, i = self.readers[j]
-        return subset.image(i)
+    return concat_subsets(subsets, ids=[f"{j}/{x}" for j, s in enumerate(subsets) for x in s.ids])

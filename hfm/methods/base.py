@@ -185,7 +185,7 @@ class RunContext:
         own = self.draw.unlabelled(self.splits.train)
         if self.unlabelled is None:
             return own
-        from hfm.data.unlabelled import concat
+        from hfm.data.splits import concat
 
         return concat([own, self.unlabelled.images.take(self.unlabelled.positions(self.seed).tolist())])
 

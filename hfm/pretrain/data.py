@@ -6,26 +6,11 @@ monitor (a k-NN score on its train split), never the objective.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from hfm.data.splits import Subset
-
-
-class _ConcatReader:
-    """Reads image ``j`` of a concatenation from the source that holds it (a class, so it pickles)."""
-
-    def __init__(self, readers: list[Any], starts: list[int]) -> None:
-        self.readers = readers
-        self.starts = starts
-
-    def __call__(self, j: int) -> Any:
-        part = bisect.bisect_right(self.starts, j) - 1
-        return self.readers[part](j - self.starts[part])
+from hfm.data.splits import Subset, concat
 
 
 @dataclass
@@ -63,17 +48,10 @@ def load_train(sources: list[dict[str, Any]]) -> TrainImages:
         for i in range(len(subset)):
             subset.image(i)
     infos = [dict(splits.split_info) for splits in loaded]
-    starts = [0]
-    for subset in trains[:-1]:
-        starts.append(starts[-1] + len(subset))
     if len(trains) == 1:
         images = trains[0]
     else:
-        images = Subset(
-            ids=[f"{i}:{x}" for i, subset in enumerate(trains) for x in subset.ids],
-            labels=np.concatenate([subset.labels for subset in trains]),
-            reader=_ConcatReader([subset.reader for subset in trains], starts),
-        )
+        images = concat(trains, ids=[f"{i}:{x}" for i, subset in enumerate(trains) for x in subset.ids])
     digest = hashlib.sha256("\n".join(subset.fingerprint() for subset in trains).encode()).hexdigest()
     return TrainImages(
         images=images,
